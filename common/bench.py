@@ -1,0 +1,292 @@
+"""Concurrent streaming load tool: ``python -m common.bench --endpoint NAME``.
+
+Opens ``concurrency`` streaming clients at once against one endpoint (real SageMaker or the
+local stand-in -- it only uses boto3's ``sagemaker-runtime`` client, so the environment
+decides which), sends ``requests`` requests per concurrency level, and reports per level:
+time to first token (p50/p95), inter-token latency (p50/p95), tokens/s per stream and in
+total, and errors -- as a table on stdout, a CSV, and optionally a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.metrics import StreamMetrics, measure, percentile
+
+DEFAULT_PROMPT = (
+    "Write a short, friendly email announcing the AnyCloud Internet Service, with the coupon "
+    "code EARLYB1RD for 20% off the first 3 months."
+)
+
+
+@dataclass
+class RequestResult:
+    """One request's outcome: its metrics, or the error that ended it."""
+
+    metrics: StreamMetrics | None
+    error: str | None = None
+
+
+@dataclass
+class LevelReport:
+    """The aggregate of every request at one concurrency level."""
+
+    concurrency: int
+    requests: int
+    errors: int
+    wall_s: float
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    itl_p50_s: float | None
+    itl_p95_s: float | None
+    stream_tokens_per_s_p50: float | None
+    stream_tokens_per_s_min: float | None
+    total_tokens_per_s: float
+    error_messages: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        """Return the report as a flat dict for the table and the CSV (times in ms)."""
+
+        def ms(value: float | None) -> str:
+            return "" if value is None else f"{value * 1000:.1f}"
+
+        def num(value: float | None) -> str:
+            return "" if value is None else f"{value:.1f}"
+
+        return {
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "errors": self.errors,
+            "ttft_p50_ms": ms(self.ttft_p50_s),
+            "ttft_p95_ms": ms(self.ttft_p95_s),
+            "itl_p50_ms": ms(self.itl_p50_s),
+            "itl_p95_ms": ms(self.itl_p95_s),
+            "stream_tok_s_p50": num(self.stream_tokens_per_s_p50),
+            "stream_tok_s_min": num(self.stream_tokens_per_s_min),
+            "total_tok_s": num(self.total_tokens_per_s),
+            "wall_s": f"{self.wall_s:.2f}",
+        }
+
+
+def build_request_payload(prompt: str, container: str, max_new_tokens: int) -> dict[str, Any]:
+    """Return the streaming request body for ``prompt`` in the Llama 2 chat layout."""
+    from common.endpoints import build_payload
+    from common.prompts import build_llama2_prompt
+
+    text = build_llama2_prompt([{"role": "user", "content": prompt}])
+    return build_payload(text, container=container, max_new_tokens=max_new_tokens)
+
+
+def _one_request(invoke: Callable[[], Any]) -> RequestResult:
+    start = time.perf_counter()
+    stream = measure(invoke(), start=start)
+    try:
+        for _ in stream:
+            pass
+    except Exception as exc:  # noqa: BLE001 - every failure is counted and reported, not hidden
+        return RequestResult(stream.metrics, f"{type(exc).__name__}: {exc}")
+    return RequestResult(stream.metrics)
+
+
+def run_level(
+    invoke: Callable[[], Any],
+    concurrency: int,
+    requests: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> LevelReport:
+    """Send ``requests`` streaming requests with ``concurrency`` at once and aggregate them.
+
+    Args:
+        invoke: a callable that sends one request and returns an iterable of tokens
+            (``common.invoke_stream(...)`` bound to an endpoint and payload).
+        concurrency: how many streams are open at once.
+        requests: how many requests in total at this level.
+        progress: called with 1 after each finished request (a progress bar's ``update``).
+
+    Returns:
+        The :class:`LevelReport`.
+    """
+    results: list[RequestResult] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = [pool.submit(_one_request, invoke) for _ in range(requests)]
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - a failure before the stream is an error too
+                result = RequestResult(None, f"{type(exc).__name__}: {exc}")
+            with lock:
+                results.append(result)
+            if progress is not None:
+                progress(1)
+    wall = time.perf_counter() - started
+    return summarize(concurrency, results, wall)
+
+
+def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float) -> LevelReport:
+    """Aggregate request results into a :class:`LevelReport` (percentiles over requests)."""
+    ok = [r.metrics for r in results if r.error is None and r.metrics is not None]
+    ttfts = [m.ttft_s for m in ok if m.ttft_s is not None]
+    itl50 = [m.itl_median_s for m in ok if m.itl_median_s is not None]
+    itl95 = [m.itl_p95_s for m in ok if m.itl_p95_s is not None]
+    rates = [m.tokens_per_s for m in ok if m.tokens_per_s]
+    tokens = sum(m.token_count for m in ok)
+    errors = [r.error for r in results if r.error is not None]
+
+    def pct(values: list[float], q: float) -> float | None:
+        return percentile(values, q) if values else None
+
+    return LevelReport(
+        concurrency=concurrency,
+        requests=len(results),
+        errors=len(errors),
+        wall_s=wall_s,
+        ttft_p50_s=pct(ttfts, 50),
+        ttft_p95_s=pct(ttfts, 95),
+        itl_p50_s=pct(itl50, 50),
+        itl_p95_s=pct(itl95, 95),
+        stream_tokens_per_s_p50=pct(rates, 50),
+        stream_tokens_per_s_min=min(rates) if rates else None,
+        total_tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0,
+        error_messages=sorted(set(errors))[:5],
+    )
+
+
+def format_table(reports: Sequence[LevelReport]) -> str:
+    """Return the reports as a Markdown table."""
+    rows = [r.row() for r in reports]
+    if not rows:
+        return "(no results)"
+    headers = list(rows[0])
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(row[h]) for h in headers) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_csv(reports: Sequence[LevelReport], path: Path) -> None:
+    """Write the reports to ``path`` as CSV."""
+    rows = [r.row() for r in reports]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(reports: Sequence[LevelReport], path: Path, title: str) -> None:
+    """Draw TTFT p50/p95 and per-stream tokens/s against concurrency into a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = [r.concurrency for r in reports]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(levels, [(r.ttft_p50_s or 0) * 1000 for r in reports], "o-", label="p50")
+    left.plot(levels, [(r.ttft_p95_s or 0) * 1000 for r in reports], "s--", label="p95")
+    left.set_xlabel("concurrent streams")
+    left.set_ylabel("time to first token (ms)")
+    left.legend()
+    right.plot(levels, [r.stream_tokens_per_s_p50 or 0 for r in reports], "o-", label="per stream")
+    right.set_xlabel("concurrent streams")
+    right.set_ylabel("tokens/s per stream (p50)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_levels(text: str) -> list[int]:
+    """Parse ``"1,5,20"`` into ``[1, 5, 20]``.
+
+    Raises:
+        argparse.ArgumentTypeError: on anything but positive integers.
+    """
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--concurrency wants numbers like 1,5,20: {exc}") from exc
+    if not levels or any(level < 1 for level in levels):
+        raise argparse.ArgumentTypeError("--concurrency wants positive numbers like 1,5,20")
+    return levels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser of the load tool."""
+    parser = argparse.ArgumentParser(
+        prog="python -m common.bench",
+        description="Concurrent streaming load against a SageMaker endpoint (real or the "
+        "local stand-in: the usual AWS environment variables decide).",
+    )
+    parser.add_argument("--endpoint", required=True, help="endpoint name")
+    parser.add_argument("--container", choices=["tgi", "lmi"], default="tgi",
+                        help="request/stream format of the endpoint's container (default tgi)")
+    parser.add_argument("--concurrency", type=parse_levels, default=[1, 5, 20],
+                        help="comma-separated concurrency levels (default 1,5,20)")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="requests per level (default: 2 x the level)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--region", default=None)
+    parser.add_argument("--read-timeout", type=float, default=60.0)
+    parser.add_argument("--csv", type=Path, default=None, help="write the table as CSV here")
+    parser.add_argument("--png", type=Path, default=None, help="draw the chart into this PNG")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace, out=sys.stdout) -> list[LevelReport]:
+    """Run every level of the load test described by ``args``; returns the reports."""
+    from common.endpoints import invoke_stream, runtime_client
+
+    client = runtime_client(args.region, read_timeout=args.read_timeout)
+    payload = build_request_payload(args.prompt, args.container, args.max_new_tokens)
+
+    def invoke():
+        return invoke_stream(client, args.endpoint, payload, container=args.container)
+
+    reports = []
+    for level in args.concurrency:
+        count = args.requests or 2 * level
+        bar = None
+        if not args.no_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=count, desc=f"concurrency {level}", unit="req", file=sys.stderr)
+        try:
+            reports.append(run_level(invoke, level, count, progress=bar.update if bar else None))
+        finally:
+            if bar is not None:
+                bar.close()
+    out.write(format_table(reports) + "\n")
+    for report in reports:
+        for message in report.error_messages:
+            out.write(f"  concurrency {report.concurrency} error: {message}\n")
+    if args.csv:
+        write_csv(reports, args.csv)
+    if args.png:
+        plot(reports, args.png, f"{args.endpoint}: streaming under load")
+    return reports
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m common.bench``; returns 1 when any request failed."""
+    args = build_parser().parse_args(argv)
+    reports = run(args)
+    return 1 if any(r.errors for r in reports) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,329 @@
+"""Exception types of the helper package, each carrying the fix in its message.
+
+Every failure a recipe can meet maps to one class here, through one mapper per source:
+
+* :func:`stream_error_from_botocore` -- botocore's ``EventStreamError`` raised while a
+  response stream is iterated (SageMaker's ``ModelStreamError`` / ``InternalStreamFailure``).
+* :func:`stream_error_from_container` -- an error event written by the container itself
+  (TGI ``{"error", "error_type"}``, LMI ``finish_reason: "error"`` or ``{"error", "code"}``).
+* :func:`invocation_error_from_client_error` -- a ``ClientError`` raised *before* the
+  stream starts (``ModelError`` 424, ``ValidationError``, throttling, ...).
+
+The client core (prompts, streaming, metrics) imports only this module, so all of them can be
+copied into another project together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ContainerStreamError",
+    "DeploymentError",
+    "EndpointFailedError",
+    "EndpointNotFoundError",
+    "EndpointWaitTimeout",
+    "IncompleteStreamError",
+    "InternalStreamFailure",
+    "InvocationError",
+    "ModelInvocationError",
+    "ModelStreamError",
+    "PayloadError",
+    "PresetError",
+    "RecipeError",
+    "StreamError",
+    "StreamTimeoutError",
+    "ThrottledError",
+    "invocation_error_from_client_error",
+    "stream_error_from_botocore",
+    "stream_error_from_container",
+]
+
+
+class RecipeError(Exception):
+    """Base class of every exception this package raises on purpose."""
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class StreamError(RecipeError):
+    """A response stream failed part-way.
+
+    Attributes:
+        partial_text: the text received before the failure (never ``None``; may be empty).
+        error_code: the machine-readable code when the source gave one (SageMaker's
+            ``ErrorCode``, TGI's ``error_type``, LMI's ``code``), else ``None``.
+    """
+
+    default_fix = (
+        "Check the endpoint's CloudWatch logs (/aws/sagemaker/Endpoints/<endpoint-name>) for "
+        "the container's own error, then retry the request."
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str = "",
+        error_code: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.partial_text = partial_text
+        self.error_code = error_code
+        self.fix = self.default_fix if fix is None else fix
+        received = f" ({len(partial_text)} characters were received before it failed)"
+        super().__init__(f"{message}{received}. {self.fix}".strip())
+
+    def with_partial_text(self, partial_text: str) -> StreamError:
+        """Return a copy of this error whose ``partial_text`` is ``partial_text``."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        StreamError.__init__(
+            clone, self.reason, partial_text=partial_text, error_code=self.error_code, fix=self.fix
+        )
+        return clone
+
+
+class ModelStreamError(StreamError):
+    """SageMaker's ``ModelStreamError`` event: the model container broke the stream.
+
+    ``error_code`` is ``ModelInvocationTimeExceeded`` or ``StreamBroken``.
+    """
+
+    def __init__(self, message: str, *, partial_text: str = "", error_code: str | None = None,
+                 fix: str | None = None) -> None:
+        if fix is None:
+            if error_code == "ModelInvocationTimeExceeded":
+                fix = (
+                    "The container took longer than SageMaker allows for one streamed "
+                    "invocation: ask for fewer tokens (max_new_tokens) or split the request."
+                )
+            else:
+                fix = StreamError.default_fix
+        super().__init__(message, partial_text=partial_text, error_code=error_code, fix=fix)
+
+
+class InternalStreamFailure(StreamError):
+    """SageMaker's ``InternalStreamFailure`` event: the service itself broke the stream."""
+
+    default_fix = "This is a transient SageMaker-side failure: retry the request."
+
+
+class ContainerStreamError(StreamError):
+    """The serving container reported an error inside the stream (TGI or LMI error event)."""
+
+
+class IncompleteStreamError(StreamError):
+    """The stream ended before its last document was complete (connection dropped)."""
+
+    default_fix = (
+        "The connection closed mid-answer. Retry the request; if it keeps happening, check "
+        "the endpoint's CloudWatch logs for a container restart."
+    )
+
+
+class StreamTimeoutError(StreamError):
+    """No bytes arrived within the read timeout while a stream was open."""
+
+    default_fix = (
+        "The endpoint stopped sending. Retry, or raise the read timeout "
+        "(common.runtime_client(read_timeout=...)) if long pauses are expected."
+    )
+
+
+_SAGEMAKER_STREAM_ERRORS: dict[str, type[StreamError]] = {
+    "ModelStreamError": ModelStreamError,
+    "InternalStreamFailure": InternalStreamFailure,
+}
+
+
+def stream_error_from_botocore(exc: Exception, partial_text: str = "") -> StreamError:
+    """Map botocore's ``EventStreamError`` (or a read timeout) to a :class:`StreamError`.
+
+    Args:
+        exc: the exception raised while iterating a ``response["Body"]`` event stream.
+        partial_text: the text decoded before the failure.
+
+    Returns:
+        The matching :class:`StreamError` subclass; the caller raises it ``from exc``.
+    """
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {}) if isinstance(response, dict) else {}
+    code = error.get("Code") or ""
+    message = error.get("Message") or str(exc)
+    sub_code = response.get("ErrorCode") if isinstance(response, dict) else None
+    cls = _SAGEMAKER_STREAM_ERRORS.get(code)
+    if cls is not None:
+        return cls(f"{code}: {message}", partial_text=partial_text, error_code=sub_code or code)
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return StreamTimeoutError(
+            f"read timed out: {exc}", partial_text=partial_text, error_code="ReadTimeout"
+        )
+    if name in {"ProtocolError", "IncompleteRead", "ResponseStreamingError", "ChunkedEncodingError"}:
+        return IncompleteStreamError(
+            f"connection broken mid-stream: {exc}", partial_text=partial_text,
+            error_code="ConnectionBroken",
+        )
+    return StreamError(f"{code or name}: {message}", partial_text=partial_text,
+                       error_code=code or None)
+
+
+def stream_error_from_container(
+    payload: dict[str, Any], partial_text: str = "", *, container: str = "container"
+) -> ContainerStreamError:
+    """Map a container's in-stream error document to a :class:`ContainerStreamError`.
+
+    Args:
+        payload: the parsed JSON error event. TGI: ``{"error", "error_type"}``; LMI:
+            ``{"error", "code"}`` or a token line whose ``details.finish_reason`` is
+            ``"error"``.
+        partial_text: the text decoded before the error.
+        container: a word for the message (``"TGI"``, ``"LMI"``).
+    """
+    details = payload.get("details") if isinstance(payload.get("details"), dict) else {}
+    message = payload.get("error") or payload.get("message") or details.get("error_msg")
+    code = payload.get("error_type") or payload.get("code") or details.get("finish_reason")
+    if message is None:
+        message = "generation failed (finish_reason=error)"
+    fixes = {
+        "overloaded": "The container is at capacity: retry with backoff or add instances.",
+        "validation": "The request was rejected: check the prompt length and parameters "
+                      "against the preset's MAX_INPUT_TOKENS / MAX_TOTAL_TOKENS.",
+        "incomplete_generation": "Generation stopped early; retry the request.",
+    }
+    fix = fixes.get(str(code))
+    return ContainerStreamError(
+        f"{container} reported an error mid-stream: {message}",
+        partial_text=partial_text,
+        error_code=None if code is None else str(code),
+        fix=fix,
+    )
+
+
+# --------------------------------------------------------------------------- invocations
+
+
+class InvocationError(RecipeError):
+    """An endpoint invocation failed before any of the answer arrived."""
+
+    def __init__(self, message: str, *, error_code: str | None = None) -> None:
+        self.error_code = error_code
+        super().__init__(message)
+
+
+class ModelInvocationError(InvocationError):
+    """SageMaker's ``ModelError`` (HTTP 424): the container answered with an error status.
+
+    Attributes:
+        original_status_code: the container's own HTTP status.
+        log_stream_arn: the CloudWatch log stream that holds the container's output.
+    """
+
+    def __init__(self, message: str, *, original_status_code: int | None = None,
+                 log_stream_arn: str | None = None) -> None:
+        self.original_status_code = original_status_code
+        self.log_stream_arn = log_stream_arn
+        where = f" Read the container's log: {log_stream_arn}" if log_stream_arn else (
+            " Read the container's log in CloudWatch (/aws/sagemaker/Endpoints/<name>).")
+        super().__init__(
+            f"The model container answered {original_status_code}: {message}.{where}",
+            error_code="ModelError",
+        )
+
+
+class EndpointNotFoundError(InvocationError):
+    """The endpoint does not exist (or is not ``InService``) in this account and region."""
+
+
+class ThrottledError(InvocationError):
+    """The endpoint kept throttling (or was unavailable) after every retry."""
+
+
+class PayloadError(RecipeError, ValueError):
+    """A request body, parameter or header is not acceptable; the message says the fix."""
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+class PresetError(RecipeError, ValueError):
+    """A deployment preset is inconsistent (GPUs, memory, token budgets)."""
+
+
+class DeploymentError(RecipeError):
+    """Creating or waiting for an endpoint failed."""
+
+
+class EndpointFailedError(DeploymentError):
+    """The endpoint went to ``Failed``; ``failure_reason`` holds SageMaker's reason."""
+
+    def __init__(self, endpoint_name: str, failure_reason: str | None) -> None:
+        self.endpoint_name = endpoint_name
+        self.failure_reason = failure_reason or "(SageMaker gave no FailureReason)"
+        super().__init__(
+            f"Endpoint {endpoint_name!r} failed: {self.failure_reason}. Read the container's "
+            f"log in CloudWatch (/aws/sagemaker/Endpoints/{endpoint_name}), fix the preset or "
+            "instance type, delete the endpoint (see the clean-up cell) and deploy again."
+        )
+
+
+class EndpointWaitTimeout(DeploymentError):
+    """The endpoint did not reach ``InService`` within the wait's timeout."""
+
+    def __init__(self, endpoint_name: str, status: str, waited_s: float) -> None:
+        self.endpoint_name = endpoint_name
+        self.status = status
+        self.waited_s = waited_s
+        super().__init__(
+            f"Endpoint {endpoint_name!r} is still {status!r} after {waited_s:.0f} s. Check the "
+            f"container log in CloudWatch (/aws/sagemaker/Endpoints/{endpoint_name}) for slow "
+            "weight downloads or start-up errors, and your service quota for the instance "
+            "type; then wait again with a longer timeout."
+        )
+
+
+_THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException",
+                     "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure"}
+
+
+def invocation_error_from_client_error(exc: Exception, endpoint_name: str = "") -> RecipeError:
+    """Map a botocore ``ClientError`` raised by an invoke call to this package's types.
+
+    Args:
+        exc: the ``botocore.exceptions.ClientError``.
+        endpoint_name: named in the message.
+
+    Returns:
+        :class:`ModelInvocationError`, :class:`EndpointNotFoundError`,
+        :class:`ThrottledError`, :class:`PayloadError` or :class:`InvocationError`.
+    """
+    response = getattr(exc, "response", None) or {}
+    error = response.get("Error", {})
+    code = error.get("Code", "")
+    message = error.get("Message", str(exc))
+    if code == "ModelError":
+        status = response.get("OriginalStatusCode")
+        return ModelInvocationError(
+            message,
+            original_status_code=int(status) if status is not None else None,
+            log_stream_arn=response.get("LogStreamArn"),
+        )
+    if code == "ValidationError" and ("not found" in message.lower()
+                                      or "could not find" in message.lower()):
+        return EndpointNotFoundError(
+            f"{message}. Check the endpoint name {endpoint_name!r} and the region, and that "
+            "the deploy notebook finished (the endpoint must be InService).",
+            error_code=code,
+        )
+    if code == "ValidationError":
+        return PayloadError(f"SageMaker rejected the request: {message}")
+    if code in _THROTTLING_CODES:
+        return ThrottledError(
+            f"{code}: {message}. The endpoint is busy: retry later, lower the concurrency, "
+            "or add instances (InitialInstanceCount / auto scaling).",
+            error_code=code,
+        )
+    return InvocationError(f"{code or type(exc).__name__}: {message}", error_code=code or None)
