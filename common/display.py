@@ -1,0 +1,367 @@
+"""The live view of a token stream in a notebook, with its latency figures.
+
+:func:`show_stream` consumes a token stream (``common.iter_tokens(response["Body"])``),
+measures it with :func:`common.metrics.measure`, and shows the answer as it grows:
+
+* ``"widget"`` mode -- an ipywidgets box whose text grows in place (wrapped, newlines and
+  emoji kept, HTML-escaped) above a footer with TTFT, tokens so far, tokens/s and the
+  elapsed time; the footer ends with the final figures.
+* ``"print"`` mode -- each piece of text printed (flushed) as it arrives, then a newline and
+  :meth:`StreamMetrics.summary`.
+* ``"auto"`` (the default) -- the ``COMMON_DISPLAY`` environment variable (``widget``,
+  ``print`` or ``auto``) if set; else ``widget`` inside a Jupyter kernel with ipywidgets
+  installed, else ``print``.
+
+Widget redraws are throttled (at most ``1 / redraw_interval_s`` per second, 20 by default)
+so that a fast stream never queues comm messages; the last redraw always shows exactly the
+text that arrived.
+
+CSS class names of the widget (stable; browser tests find the view by them):
+
+========================== ==========================================================
+``llama2-stream``          the outer ``VBox``
+``llama2-stream-title``    the title line (only with ``title=``)
+``llama2-stream-text``     the answer (an ``HTML`` widget; its text is the answer)
+``llama2-stream-metrics``  the footer with the figures
+``llama2-stream-error``    the error line (only after a failure)
+========================== ==========================================================
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from common.metrics import MeasuredStream, StreamMetrics, measure
+
+__all__ = [
+    "DISPLAY_ENV_VAR",
+    "ERROR_CLASS",
+    "METRICS_CLASS",
+    "ROOT_CLASS",
+    "TEXT_CLASS",
+    "TITLE_CLASS",
+    "StreamResult",
+    "plot_latency_comparison",
+    "resolve_mode",
+    "show_stream",
+]
+
+DISPLAY_ENV_VAR = "COMMON_DISPLAY"
+ROOT_CLASS = "llama2-stream"
+TITLE_CLASS = "llama2-stream-title"
+TEXT_CLASS = "llama2-stream-text"
+METRICS_CLASS = "llama2-stream-metrics"
+ERROR_CLASS = "llama2-stream-error"
+
+_MODES = ("auto", "widget", "print")
+_TEXT_STYLE = (
+    "white-space: pre-wrap; overflow-wrap: anywhere; font-family: var(--jp-code-font-family, "
+    "monospace); line-height: 1.45; margin: 0;"
+)
+
+
+@dataclass
+class StreamResult:
+    """What :func:`show_stream` saw.
+
+    Attributes:
+        text: the answer's text (the non-special tokens, joined) -- complete, or what
+            arrived before a failure.
+        metrics: the final :class:`~common.metrics.StreamMetrics`.
+        tokens: the number of non-special tokens.
+        error: the exception that ended the stream when ``raise_errors=False``, else ``None``.
+    """
+
+    text: str
+    metrics: StreamMetrics
+    tokens: int
+    error: BaseException | None = None
+
+
+# --------------------------------------------------------------------------- mode choice
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return getattr(shell, "kernel", None) is not None
+
+
+def _widgets_available() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_mode(mode: str | None = None) -> str:
+    """Return the display mode to use: ``"widget"`` or ``"print"``.
+
+    Args:
+        mode: ``"widget"``, ``"print"``, ``"auto"`` or ``None`` (= ``"auto"``). ``"auto"``
+            reads ``COMMON_DISPLAY``; when that is unset, empty or ``auto`` it picks
+            ``widget`` inside a Jupyter kernel with ipywidgets installed, else ``print``.
+
+    Raises:
+        ValueError: for an unknown ``mode`` or ``COMMON_DISPLAY`` value.
+    """
+    choice = "auto" if mode is None else mode
+    if choice not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(_MODES)}; got {mode!r}")
+    if choice == "auto":
+        env = os.environ.get(DISPLAY_ENV_VAR, "").strip().lower() or "auto"
+        if env not in _MODES:
+            raise ValueError(
+                f"{DISPLAY_ENV_VAR}={os.environ[DISPLAY_ENV_VAR]!r} is not a display mode: set "
+                f"it to one of {', '.join(_MODES)}, or unset it."
+            )
+        choice = env
+    if choice == "auto":
+        choice = "widget" if _in_kernel() and _widgets_available() else "print"
+    return choice
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _live_line(metrics: StreamMetrics) -> str:
+    ttft = "-" if metrics.ttft_s is None else f"{metrics.ttft_s * 1000:.0f} ms"
+    rate = "-" if metrics.tokens_per_s is None else f"{metrics.tokens_per_s:.1f}"
+    return (
+        f"TTFT {ttft} | {metrics.token_count} tokens so far | {rate} tokens/s | "
+        f"{metrics.total_s:.2f} s elapsed"
+    )
+
+
+def _error_line(error: BaseException) -> str:
+    return f"Stream failed: {type(error).__name__}: {error}"
+
+
+class _PrintView:
+    """Plain text: each piece printed as it arrives, then the summary."""
+
+    def __init__(self, title: str | None) -> None:
+        if title:
+            print(title, flush=True)
+
+    def add(self, piece: str, stream: MeasuredStream, *, now: float) -> None:
+        print(piece, end="", flush=True)
+
+    def finish(self, stream: MeasuredStream, error: BaseException | None) -> None:
+        print(flush=True)
+        if error is not None:
+            print(_error_line(error), flush=True)
+        print(stream.metrics.summary(), flush=True)
+
+
+def _show_widget(widget: Any) -> None:
+    """Display ``widget`` in the notebook (a seam that tests replace)."""
+    from IPython.display import display
+
+    display(widget)
+
+
+class _WidgetView:
+    """An ipywidgets box whose text grows in place, redrawn at most every ``interval`` s."""
+
+    def __init__(self, title: str | None, *, interval: float) -> None:
+        try:
+            import ipywidgets as widgets
+        except ImportError as exc:
+            raise ImportError(
+                "display mode 'widget' needs ipywidgets: pip install ipywidgets, or use "
+                f"show_stream(..., mode='print') / {DISPLAY_ENV_VAR}=print."
+            ) from exc
+        self._widgets = widgets
+        self._interval = interval
+        self._last_redraw: float | None = None
+        self._pieces: list[str] = []
+        self.redraws = 0
+        self.text = widgets.HTML(value=self._text_html(""))
+        self.text.add_class(TEXT_CLASS)
+        self.footer = widgets.HTML(value="waiting for the first token ...")
+        self.footer.add_class(METRICS_CLASS)
+        children: list[Any] = []
+        if title:
+            heading = widgets.HTML(value=f"<b>{html.escape(title)}</b>")
+            heading.add_class(TITLE_CLASS)
+            children.append(heading)
+        children += [self.text, self.footer]
+        self.box = widgets.VBox(children)
+        self.box.add_class(ROOT_CLASS)
+        _show_widget(self.box)
+
+    @staticmethod
+    def _text_html(text: str) -> str:
+        return f'<div style="{_TEXT_STYLE}">{html.escape(text)}</div>'
+
+    def add(self, piece: str, stream: MeasuredStream, *, now: float) -> None:
+        self._pieces.append(piece)
+        if self._last_redraw is not None and now - self._last_redraw < self._interval:
+            return
+        self._last_redraw = now
+        self._redraw(_live_line(stream.metrics))
+
+    def _redraw(self, footer: str) -> None:
+        self.redraws += 1
+        self.text.value = self._text_html("".join(self._pieces))
+        self.footer.value = html.escape(footer)
+
+    def finish(self, stream: MeasuredStream, error: BaseException | None) -> None:
+        self._redraw(stream.metrics.summary())
+        if error is not None:
+            line = self._widgets.HTML(
+                value=f'<span style="color: var(--jp-error-color1, #d32f2f);">'
+                f"{html.escape(_error_line(error))}</span>"
+            )
+            line.add_class(ERROR_CLASS)
+            self.box.children = (*self.box.children, line)
+
+
+def _piece(token: Any) -> str:
+    if isinstance(token, str):
+        return token
+    if getattr(token, "special", False):
+        return ""
+    return getattr(token, "text", "") or ""
+
+
+def show_stream(
+    tokens: Iterable[Any],
+    *,
+    title: str | None = None,
+    start: float | None = None,
+    mode: str | None = None,
+    raise_errors: bool = True,
+    redraw_interval_s: float = 0.05,
+    clock: Callable[[], float] = time.perf_counter,
+) -> StreamResult:
+    """Show a token stream live as it is consumed, and return its text and metrics.
+
+    Args:
+        tokens: an iterable of tokens with ``.text`` and ``.special`` (e.g.
+            ``common.iter_tokens(response["Body"])``) or of plain strings.
+        title: a heading shown above the answer.
+        start: the ``clock()`` reading when the request was sent, so that TTFT includes the
+            request (``time.perf_counter()`` taken before ``invoke_endpoint_with_response_stream``).
+        mode: ``"widget"``, ``"print"`` or ``"auto"``/``None`` -- see :func:`resolve_mode`.
+        raise_errors: re-raise a failure of the stream after showing it (default). With
+            ``False`` the failure is returned in :attr:`StreamResult.error` instead.
+        redraw_interval_s: the least time between two widget redraws (0.05 s = 20 per
+            second); the final redraw always happens.
+        clock: the clock for the metrics and the throttle (tests pass a fake one).
+
+    Returns:
+        A :class:`StreamResult`.
+
+    Raises:
+        common.errors.StreamError: (or whatever else the token iterator raised) -- the same
+            exception object, after the partial text and the error were shown.
+        ValueError: for an unknown ``mode`` or ``COMMON_DISPLAY`` value.
+        ImportError: for ``mode="widget"`` without ipywidgets.
+    """
+    chosen = resolve_mode(mode)
+    stream = measure(tokens, start=start, clock=clock)
+    view: _PrintView | _WidgetView
+    if chosen == "widget":
+        view = _WidgetView(title, interval=redraw_interval_s)
+    else:
+        view = _PrintView(title)
+    error: BaseException | None = None
+    try:
+        for token in stream:
+            piece = _piece(token)
+            if piece:
+                view.add(piece, stream, now=clock())
+    except Exception as exc:
+        error = exc
+    finally:
+        view.finish(stream, error)
+    if error is not None and raise_errors:
+        raise error
+    metrics = stream.metrics
+    return StreamResult(stream.text, metrics, metrics.token_count, error)
+
+
+# --------------------------------------------------------------------------- chart
+
+
+def _check_rows(rows: Iterable[Sequence[Any]]) -> list[tuple[str, float, float]]:
+    checked: list[tuple[str, float, float]] = []
+    for index, row in enumerate(rows):
+        if len(row) != 3:
+            raise ValueError(
+                f"rows[{index}] must be (label, streaming_ttft_s, blocking_total_s); got {row!r}"
+            )
+        label, ttft, total = row
+        for name, value in (("streaming_ttft_s", ttft), ("blocking_total_s", total)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(
+                    f"rows[{index}] {name} must be a finite number of seconds >= 0, "
+                    f"got {value!r}"
+                )
+        checked.append((str(label), float(ttft), float(total)))
+    if not checked:
+        raise ValueError("rows is empty: pass at least one (label, ttft_s, total_s) row")
+    return checked
+
+
+def plot_latency_comparison(rows: Iterable[Sequence[Any]], *, ax: Any = None) -> Any:
+    """Draw time-to-first-token with streaming against the blocking call's latency.
+
+    Args:
+        rows: ``(label, streaming_ttft_s, blocking_total_s)`` per model or container, e.g.
+            ``[("7B on TGI", 0.21, 6.4)]``.
+        ax: a matplotlib ``Axes`` to draw on; default: a new figure.
+
+    Returns:
+        The matplotlib ``Figure`` that holds the chart.
+
+    Raises:
+        ValueError: when ``rows`` is empty or a row is not (label, seconds >= 0, seconds >= 0).
+        ImportError: when matplotlib is not installed.
+    """
+    checked = _check_rows(rows)
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7.0, 1.0 + 0.7 * len(checked)))
+        created = True
+    else:
+        created = False
+    positions = range(len(checked))
+    height = 0.38
+    streaming = ax.barh(
+        [p - height / 2 for p in positions], [r[1] for r in checked], height,
+        label="streaming: first token",
+    )
+    blocking = ax.barh(
+        [p + height / 2 for p in positions], [r[2] for r in checked], height,
+        label="blocking: whole answer",
+    )
+    for bars in (streaming, blocking):
+        ax.bar_label(bars, fmt="%.2f s", padding=3, fontsize="small")
+    ax.set_yticks(list(positions), [r[0] for r in checked])
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds until the reader sees text")
+    ax.set_xlim(0, max(max(r[1], r[2]) for r in checked) * 1.2 or 1.0)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title("Streaming vs. blocking: time to first visible text")
+    if created:
+        ax.figure.tight_layout()
+    return ax.figure
