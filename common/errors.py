@@ -100,8 +100,17 @@ class ModelStreamError(StreamError):
                     "The container took longer than SageMaker allows for one streamed "
                     "invocation: ask for fewer tokens (max_new_tokens) or split the request."
                 )
-            else:
+            elif error_code == "StreamBroken":
                 fix = StreamError.default_fix
+            else:
+                # botocore keeps only Code and Message of an event-stream exception, so the
+                # ErrorCode is usually unknown here: name both causes.
+                fix = (
+                    "If the answer was long, the container may have exceeded SageMaker's time "
+                    "for one streamed invocation (ModelInvocationTimeExceeded): ask for fewer "
+                    "tokens (max_new_tokens). Otherwise the stream broke (StreamBroken): "
+                    + StreamError.default_fix
+                )
         super().__init__(message, partial_text=partial_text, error_code=error_code, fix=fix)
 
 
@@ -162,7 +171,8 @@ def stream_error_from_botocore(exc: Exception, partial_text: str = "") -> Stream
         return StreamTimeoutError(
             f"read timed out: {exc}", partial_text=partial_text, error_code="ReadTimeout"
         )
-    if name in {"ProtocolError", "IncompleteRead", "ResponseStreamingError", "ChunkedEncodingError"}:
+    broken = {"ProtocolError", "IncompleteRead", "ResponseStreamingError", "ChunkedEncodingError"}
+    if name in broken:
         return IncompleteStreamError(
             f"connection broken mid-stream: {exc}", partial_text=partial_text,
             error_code="ConnectionBroken",
