@@ -194,8 +194,15 @@ def stream_error_from_container(
         container: a word for the message (``"TGI"``, ``"LMI"``).
     """
     details = payload.get("details") if isinstance(payload.get("details"), dict) else {}
-    message = payload.get("error") or payload.get("message") or details.get("error_msg")
-    code = payload.get("error_type") or payload.get("code") or details.get("finish_reason")
+    error = payload.get("error")
+    if isinstance(error, dict):
+        # LMI's vLLM async handler passes vLLM's own error object through:
+        # {"error": {"message", "type", "param", "code"}}.
+        message = error.get("message") or str(error)
+        code = error.get("code") or error.get("type")
+    else:
+        message = error or payload.get("message") or details.get("error_msg")
+        code = payload.get("error_type") or payload.get("code") or details.get("finish_reason")
     if message is None:
         message = "generation failed (finish_reason=error)"
     fixes = {

@@ -1,0 +1,68 @@
+"""Test-wide set-up: one local SageMaker stand-in for the whole session.
+
+The stand-in (:class:`common.local.stack.LocalStack`) starts at most once per session and
+exports its environment into ``os.environ``, which every notebook kernel started afterwards
+inherits -- that is how the notebooks reach it, exactly as they would reach SageMaker.
+
+* When notebooks are among the collected items (nbval), it starts right after collection,
+  before the first kernel starts.
+* Otherwise it starts on first use of the ``local_stack`` fixture.
+
+It runs fast for tests: endpoints come up after about a second, and the replay backend sends
+its tokens without pacing. It stops (and ``os.environ`` is restored) at the end of the
+session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from common.local.stack import LocalStack
+
+STACK_OPTIONS: dict[str, Any] = {"endpoint_delay_s": 1.0, "ttft_s": 0.0, "tokens_per_s": 0.0}
+
+_stack: LocalStack | None = None
+
+
+def _ensure_stack() -> LocalStack:
+    global _stack
+    if _stack is None:
+        stack = LocalStack(**STACK_OPTIONS)
+        stack.start()
+        stack.apply_env()
+        _stack = stack
+    return _stack
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Start the stand-in before nbval starts a kernel, if any notebook is collected."""
+    if not config.option.collectonly and any(item.path.suffix == ".ipynb" for item in items):
+        _ensure_stack()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the stand-in (joining its threads) and restore the environment."""
+    global _stack
+    if _stack is not None:
+        _stack.stop()
+        _stack = None
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> LocalStack:
+    """The session's running stand-in, its environment applied to ``os.environ``."""
+    return _ensure_stack()
+
+
+@pytest.fixture
+def request_log(local_stack: LocalStack) -> Callable[[], list[dict[str, Any]]]:
+    """A function returning the runtime requests received since this test began.
+
+    The log itself is never cleared: later tests read what the notebooks sent.
+    """
+    start = len(local_stack.requests())
+    return lambda: local_stack.requests()[start:]
