@@ -47,7 +47,7 @@ def _make_client(nb: Any, workdir: Path, out, timeout_s: float):
     from nbclient import NotebookClient
 
     class EchoingClient(NotebookClient):
-        def output(self, outs, msg, display_id, cell_index):  # noqa: D102 - nbclient hook
+        def output(self, outs, msg, display_id, cell_index):  # called per output message
             content = msg.get("content", {})
             if msg.get("msg_type") == "stream":
                 out.write(content.get("text", ""))
