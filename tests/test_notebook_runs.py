@@ -1,0 +1,226 @@
+"""What the recipe notebooks did when they ran against the local stand-in.
+
+Each recipe pair (deploy, then inference) is taken as nbval ran it earlier in this session
+(``notebook_capture``); when nbval did not run it (this file run alone), it is executed here
+with nbclient, deploy first. The tests then read the executed notebooks and the stand-in's
+request log: the prompt layout, the streaming parameters, the printed answer against the
+text the stand-in replayed, the metrics line, the LMI weights in S3, the clean-up, and that
+no token leaked into any output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from botocore.exceptions import ClientError
+from notebook_capture import executed_notebook
+from secret_patterns import find_secrets
+
+from common.local.backends import GenerationRequest
+from common.notebooks.generator import RECIPES, recipe_paths
+from common.prompts import parse_llama2_prompt
+
+ROOT = Path(__file__).resolve().parents[1]
+# What the notebooks need from their environment in an automated run: plain printed output
+# (nbval has no widget front end) and the guarded clean-up switched on.
+RUN_ENV = {"COMMON_DISPLAY": "print", "RECIPES_CLEAN_UP": "1"}
+STREAM_TITLES = ("AnyCloud Internet Service launch email",
+                 "AnyCloud Streaming Service launch email",
+                 "AnyCloud Streaming Service launch email (Messages API)")
+
+
+@dataclass
+class PairRun:
+    """One recipe pair as it ran: both executed notebooks and the endpoint's requests."""
+
+    container: str
+    deploy: nbformat.NotebookNode
+    inference: nbformat.NotebookNode
+    endpoint_name: str
+    requests: list[dict[str, Any]]
+    stack: Any
+
+
+@contextmanager
+def _environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _execute(path: Path) -> nbformat.NotebookNode:
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    with _environment(RUN_ENV):
+        NotebookClient(notebook, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    return notebook
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(out.get("text", "") for out in cell.get("outputs", [])
+                   if out.get("output_type") == "stream" and out.get("name") == "stdout")
+
+
+def _all_text(notebook: nbformat.NotebookNode) -> str:
+    return nbformat.writes(notebook)
+
+
+def _code_cell(notebook: nbformat.NotebookNode, startswith: str) -> nbformat.NotebookNode:
+    (cell,) = [c for c in notebook.cells
+               if c.cell_type == "code" and c.source.startswith(startswith)]
+    return cell
+
+
+def _request_body(record: dict[str, Any]) -> dict[str, Any]:
+    body = record["body"]
+    return json.loads(body) if isinstance(body, (bytes, str)) else body
+
+
+def _is_streaming(record: dict[str, Any]) -> bool:
+    return record["operation"] == "InvokeEndpointWithResponseStream"
+
+
+_RUN_CACHE: dict[tuple[str, str], PairRun] = {}
+
+
+@pytest.fixture(params=RECIPES, ids=lambda r: f"{r[1]}-{r[0]}")
+def pair(request, local_stack) -> PairRun:
+    """The recipe pair, executed (by nbval earlier in the session, or here)."""
+    container, size = request.param
+    if request.param not in _RUN_CACHE:
+        deploy_path, inference_path = recipe_paths(container, size, root=ROOT)
+        deploy, inference = executed_notebook(deploy_path), executed_notebook(inference_path)
+        if deploy is None or inference is None:
+            deploy, inference = _execute(deploy_path), _execute(inference_path)
+        endpoint_name = _stdout(_code_cell(deploy, "endpoint_name = ")).strip()
+        requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint_name]
+        _RUN_CACHE[request.param] = PairRun(container, deploy, inference, endpoint_name,
+                                            requests, local_stack)
+    return _RUN_CACHE[request.param]
+
+
+def _invocations(run: PairRun, *, streaming: bool) -> list[dict[str, Any]]:
+    return [_request_body(r) for r in run.requests if _is_streaming(r) == streaming]
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def test_the_prompt_has_the_llama2_layout_without_a_second_bos(pair):
+    prompts = [body["inputs"] for body in _invocations(pair, streaming=True) if "inputs" in body]
+    assert len(prompts) == 2, "the first question and the follow-up"
+    first, follow_up = prompts
+    for prompt in prompts:
+        assert not prompt.startswith("<s>"), "the container adds BOS; a literal <s> doubles it"
+        assert prompt.startswith("[INST] <<SYS>>\n") and prompt.endswith(" [/INST]")
+    turns = parse_llama2_prompt(first)
+    assert [t["role"] for t in turns] == ["system", "user"]
+    assert "EARLYB1RD" in turns[1]["content"]
+    turns = parse_llama2_prompt(follow_up)
+    assert [t["role"] for t in turns] == ["system", "user", "assistant", "user"]
+    assert follow_up.count("</s><s>[INST]") == 1
+    assert "STREAM2DREAM" in turns[3]["content"]
+
+
+def test_every_streaming_request_streams_and_caps_the_answer(pair):
+    bodies = _invocations(pair, streaming=True)
+    assert len(bodies) == 3, "first answer, follow-up, Messages API"
+    for body in bodies:
+        assert body["stream"] is True
+        if "inputs" in body:
+            assert body["parameters"]["max_new_tokens"] > 0
+        else:
+            assert body["messages"] and body["max_tokens"] > 0
+    (blocking,) = _invocations(pair, streaming=False)
+    assert blocking["stream"] is False and blocking["parameters"]["max_new_tokens"] > 0
+
+
+# --------------------------------------------------------------------------- printed output
+
+
+def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
+    if pair.stack.backend_name != "replay":
+        pytest.skip("only the replay backend's text is known in advance")
+    replies = [pair.stack.backend.answer_for(GenerationRequest(
+        prompt=body.get("inputs"), messages=body.get("messages")))
+        for body in _invocations(pair, streaming=True)]
+    printed = [_stdout(c) for c in pair.inference.cells if c.cell_type == "code"
+               and re.search(r"^\w+ = stream_answer\(", c.source, re.M)]
+    assert len(printed) == len(replies) == len(STREAM_TITLES)
+    for title, text, reply in zip(STREAM_TITLES, printed, replies, strict=True):
+        assert reply.strip(), "the stand-in replayed no text"
+        assert "</s>" not in text
+        head, _, rest = text.partition("\n")
+        assert head == title, "no printed answer: run the notebooks with COMMON_DISPLAY=print"
+        answer, _, summary = rest.rstrip("\n").rpartition("\n")
+        assert answer == reply
+        assert re.match(r"TTFT \d+ ms \| \d+ tokens \| [\d.]+ tokens/s", summary), summary
+
+
+def test_the_blocking_call_and_the_chart_were_shown(pair):
+    printed = _stdout(_code_cell(pair.inference, "started = time.perf_counter()"))
+    assert re.search(r"Without streaming: [\d.]+ s before any text", printed)
+    assert re.search(r"With streaming: first text after [\d.]+ s", printed)
+    chart = _code_cell(pair.inference, "figure = common.plot_latency_comparison")
+    assert any("image/png" in out.get("data", {}) for out in chart.outputs)
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def test_the_lmi_weights_went_to_s3(pair):
+    if pair.container != "lmi":
+        pytest.skip("TGI downloads the weights from the hub itself")
+    local_dir = Path(_stdout(_code_cell(pair.deploy, "from huggingface_hub import")).strip())
+    download = _code_cell(pair.deploy, "from huggingface_hub import").source
+    patterns = re.findall(r'"(\*\.\w+)"', download)
+    assert {"*.json", "*.safetensors", "*.model"} <= set(patterns)
+    expected = [p for p in local_dir.rglob("*")
+                if p.is_file() and any(p.match(pattern) for pattern in patterns)]
+    uploaded = _stdout(_code_cell(pair.deploy, "from pathlib import Path")).strip()
+    match = re.fullmatch(r"(\d+) files in (s3://\S+/model/)", uploaded)
+    assert match, uploaded
+    assert expected and int(match.group(1)) == len(expected)
+    serving = _stdout(_code_cell(pair.deploy, "serving_properties = "))
+    assert f"option.model_id={match.group(2)}" in serving
+
+
+def test_clean_up_deleted_everything_the_recipe_created(pair):
+    client = pair.stack.client("sagemaker")
+    with pytest.raises(ClientError):
+        client.describe_endpoint(EndpointName=pair.endpoint_name)
+    with pytest.raises(ClientError):
+        client.describe_endpoint_config(EndpointConfigName=pair.endpoint_name)
+    with pytest.raises(ClientError):
+        client.describe_model(ModelName=pair.endpoint_name)
+    if pair.container == "lmi":
+        uploaded = _stdout(_code_cell(pair.deploy, "from pathlib import Path")).split()[-1]
+        bucket, _, prefix = uploaded.removeprefix("s3://").partition("/")
+        listing = pair.stack.client("s3").list_objects_v2(
+            Bucket=bucket, Prefix=prefix.rsplit("/model/", 1)[0] + "/")
+        assert listing["KeyCount"] == 0, "the S3 prefix was not deleted"
+
+
+def test_no_notebook_or_output_holds_a_token(pair):
+    token = os.environ.get("HF_TOKEN", "")
+    for notebook in (pair.deploy, pair.inference):
+        text = _all_text(notebook)
+        assert find_secrets(text) == []
+        assert not token or token not in text, "the Hugging Face token was printed"

@@ -1,0 +1,296 @@
+"""The committed recipe notebooks are exactly what the generator renders, and say what they must.
+
+These tests read notebook sources only (nothing runs); ``test_notebook_runs.py`` checks the
+notebooks executed against the local stand-in.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import itertools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from common.notebooks import generator
+from common.notebooks.__main__ import main as notebooks_main
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS = [generator.recipe_paths(c, s, root=ROOT) for c, s in generator.RECIPES]
+NOTEBOOKS = [path for pair in PAIRS for path in pair]
+DEPLOY = [deploy for deploy, _ in PAIRS]
+INFERENCE = [inference for _, inference in PAIRS]
+
+
+def _id(path: Path) -> str:
+    return path.name
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _code_cells(path: Path) -> list[str]:
+    return [cell.source for cell in _read(path).cells if cell.cell_type == "code"]
+
+
+def _python(source: str) -> ast.Module:
+    """Parse a code cell as IPython runs it (magics become ``get_ipython()`` calls)."""
+    return ast.parse(TransformerManager().transform_cell(source))
+
+
+def _calls(tree: ast.AST, dotted: str) -> list[ast.Call]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == dotted:
+            found.append(node)
+    return found
+
+
+def _keywords(call: ast.Call) -> dict[str, ast.expr]:
+    return {kw.arg: kw.value for kw in call.keywords if kw.arg}
+
+
+def _dict_literals(path: Path) -> dict[str, dict]:
+    """Every ``name = {...}`` literal dict assigned in the notebook's code, evaluated."""
+    found = {}
+    for source in _code_cells(path):
+        for node in ast.walk(_python(source)):
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                    and isinstance(node.targets[0], ast.Name)):
+                keys = [ast.literal_eval(k) for k in node.value.keys if k is not None]
+                values = {}
+                for key, value in zip(keys, node.value.values, strict=False):
+                    try:
+                        values[key] = ast.literal_eval(value)
+                    except ValueError:
+                        values[key] = ast.unparse(value)
+                found[node.targets[0].id] = values
+    return found
+
+
+# --------------------------------------------------------------------------- generator
+
+
+def test_committed_notebooks_equal_what_the_generator_renders():
+    differing = generator.check_notebooks(ROOT)
+    assert differing == [], (
+        f"{[str(p) for p in differing]} differ from the templates: run "
+        "`python -m common.notebooks render` and commit the result"
+    )
+
+
+def test_rendering_twice_gives_the_same_bytes():
+    assert generator.render_all() == generator.render_all()
+
+
+def test_render_check_reports_a_changed_notebook_and_render_repairs_it(tmp_path):
+    for path in NOTEBOOKS:
+        target = tmp_path / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    changed = tmp_path / INFERENCE[0].relative_to(ROOT)
+    changed.write_text(changed.read_text().replace("max_new_tokens", "max_tokens_new"))
+
+    out = io.StringIO()
+    assert notebooks_main(["render", "--check", "--root", str(tmp_path)], out=out) == 1
+    assert str(INFERENCE[0].relative_to(ROOT)) in out.getvalue()
+    assert out.getvalue().count("differs:") == 1
+
+    assert notebooks_main(["render", "--root", str(tmp_path)], out=io.StringIO()) == 0
+    assert changed.read_text() == INFERENCE[0].read_text()
+    assert notebooks_main(["render", "--check", "--root", str(tmp_path)],
+                          out=io.StringIO()) == 0
+
+
+def test_recipe_paths_reject_unknown_sizes_and_containers():
+    with pytest.raises(ValueError, match="size"):
+        generator.recipe_paths("tgi", "8b")
+    with pytest.raises(ValueError, match="container"):
+        generator.recipe_paths("vllm", "7b")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "fmt", "builder"),
+    [
+        ("codellama/CodeLlama-7b-Instruct-hf", "llama2", "common.build_llama2_prompt"),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3", "common.build_llama3_prompt"),
+    ],
+)
+@pytest.mark.parametrize("container", ["tgi", "lmi"])
+def test_new_writes_a_pair_for_another_llama_variant(tmp_path, model_id, fmt, builder,
+                                                     container):
+    out = io.StringIO()
+    status = notebooks_main(["new", "--model-id", model_id, "--container", container,
+                             "--instance-type", "ml.g5.12xlarge", "--out", str(tmp_path),
+                             "--prompt-format", fmt], out=out)
+    assert status == 0
+    written = sorted(tmp_path.glob("*.ipynb"))
+    assert [p.name[:2] for p in written] == ["1-", "2-"]
+    deploy, inference = written
+    deploy_code = "\n".join(_code_cells(deploy))
+    assert f'model_id="{model_id}"' in deploy_code
+    assert 'instance_type="ml.g5.12xlarge"' in deploy_code
+    inference_code = "\n".join(_code_cells(inference))
+    assert builder in inference_code
+    other = {"llama2": "build_llama3_prompt", "llama3": "build_llama2_prompt"}[fmt]
+    assert other not in inference_code
+    for path in written:
+        nbformat.validate(_read(path))
+
+
+def test_new_rejects_a_bad_model_id(tmp_path, capsys):
+    status = notebooks_main(["new", "--model-id", "not a model", "--container", "tgi",
+                             "--instance-type", "ml.g5.2xlarge", "--out", str(tmp_path)])
+    assert status == 2
+    assert "owner/name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- every notebook
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_notebook_is_committed_clean(path):
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["nbformat"] == 4
+    assert raw["metadata"]["kernelspec"]["name"] == "python3"
+    notebook = _read(path)
+    nbformat.validate(notebook)
+    ids = [cell.id for cell in notebook.cells]
+    assert len(set(ids)) == len(ids)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"cell {cell.id} has outputs"
+            assert cell.execution_count is None, f"cell {cell.id} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_every_code_cell_follows_a_markdown_sentence_and_parses(path):
+    cells = _read(path).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
+    for before, cell in itertools.pairwise(cells):
+        if cell.cell_type == "code":
+            assert before.cell_type == "markdown", f"code cell {cell.id} has no markdown before"
+            _python(cell.source)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_the_hugging_face_token_is_never_literal_or_printed(path):
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"hf_[A-Za-z0-9]{6,}", text), "a token-like literal in the notebook"
+    for source in _code_cells(path):
+        tree = _python(source)
+        for call in _calls(tree, "print"):
+            assert "hf_token" not in ast.unparse(call), "the token is printed"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and "hf_token" in map(ast.unparse, node.targets):
+                assert not isinstance(node.value, ast.Constant), "the token is a literal"
+                assert "os.environ.get('HF_TOKEN')" in ast.unparse(node.value)
+                assert "getpass(" in ast.unparse(node.value)
+
+
+# --------------------------------------------------------------------------- deploy notebooks
+
+
+@pytest.mark.parametrize("path", DEPLOY, ids=_id)
+def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
+    sources = _code_cells(path)
+    assert sources[0] == "%pip install -q -r ../../requirements.txt"
+    tree = _python("\n".join(sources))
+    for name in ("Model.create", "EndpointConfig.create", "Endpoint.create",
+                 "common.wait_for_endpoint", "common.resolve_execution_role",
+                 "image_uris.retrieve", "preset.validate"):
+        assert _calls(tree, name), f"{path.name} never calls {name}"
+    (routing,) = _calls(tree, "ProductionVariantRoutingConfig")
+    assert ast.literal_eval(_keywords(routing)["routing_strategy"]) == (
+        "LEAST_OUTSTANDING_REQUESTS")
+    (variant,) = _calls(tree, "ProductionVariant")
+    assert "container_startup_health_check_timeout_in_seconds" in _keywords(variant)
+    stored = [s for s in sources if s.startswith("%store ")]
+    assert stored and {"endpoint_name", "preset", "region"} <= set(stored[0].split())
+
+
+@pytest.mark.parametrize("path", [p for p in DEPLOY if "-lmi" in p.name], ids=_id)
+def test_lmi_deploy_copies_the_weights_to_s3_with_serving_properties(path):
+    tree = _python("\n".join(_code_cells(path)))
+    (download,) = _calls(tree, "snapshot_download")
+    assert ast.unparse(_keywords(download)["allow_patterns"]) == "WEIGHT_FILES"
+    (patterns,) = [ast.literal_eval(node.value) for node in ast.walk(tree)
+                   if isinstance(node, ast.Assign)
+                   and ast.unparse(node.targets[0]) == "WEIGHT_FILES"]
+    assert {"*.json", "*.safetensors", "*.model"} <= set(patterns)
+    assert _calls(tree, "s3_client.upload_file"), "weights are not uploaded"
+    assert _calls(tree, "common.render_serving_properties")
+    assert "model.tar.gz" in ast.unparse(tree)
+    (container,) = _calls(tree, "ContainerDefinition")
+    assert "model_data_url" in _keywords(container)
+    assert 'image_uris.retrieve("djl-lmi"' in "\n".join(_code_cells(path))
+
+
+@pytest.mark.parametrize("path", [p for p in DEPLOY if "-tgi" in p.name], ids=_id)
+def test_tgi_deploy_passes_the_token_only_through_the_environment(path):
+    tree = _python("\n".join(_code_cells(path)))
+    (environment,) = _calls(tree, "preset.tgi_environment")
+    assert ast.unparse(_keywords(environment)["hf_token"]) == "hf_token"
+    assert 'image_uris.retrieve("huggingface-llm"' in "\n".join(_code_cells(path))
+
+
+# --------------------------------------------------------------------------- inference notebooks
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=_id)
+def test_inference_payloads_stream_and_cap_the_answer(path):
+    payloads = _dict_literals(path)
+    generate = payloads["payload"]
+    assert generate["stream"] is True
+    assert generate["parameters"]["max_new_tokens"] > 0
+    assert generate["inputs"] == "prompt"
+    chat = payloads["chat_payload"]
+    assert chat["stream"] is True and chat["max_tokens"] > 0 and chat["messages"]
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=_id)
+def test_inference_streams_with_boto3_and_the_common_helpers(path):
+    container = "lmi" if "-lmi-" in path.name else "tgi"
+    tree = _python("\n".join(_code_cells(path)))
+    (stream_call,) = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
+    assert set(_keywords(stream_call)) == {"EndpointName", "Body", "ContentType"}
+    (tokens,) = _calls(tree, "common.iter_tokens")
+    assert ast.literal_eval(_keywords(tokens)["container"]) == container
+    assert _calls(tree, "common.show_stream")
+    assert _calls(tree, "runtime.invoke_endpoint"), "no blocking call to compare with"
+    assert _calls(tree, "common.plot_latency_comparison")
+    prompts = _calls(tree, "common.build_llama2_prompt")
+    assert len(prompts) == 2, "the first turn and the follow-up"
+    assert all("bos" not in _keywords(call) for call in prompts), "the container adds BOS"
+    text = path.read_text(encoding="utf-8")
+    for needle in ("EARLYB1RD", "20% off the first 3 months", "STREAM2DREAM",
+                   "15% off the first 6 months", "AnyCloud Internet Service",
+                   "AnyCloud Streaming Service"):
+        assert needle in text
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=_id)
+def test_clean_up_is_guarded_by_a_flag_that_defaults_to_false(path):
+    (source,) = [s for s in _code_cells(path) if "delete_endpoint_resources" in s]
+    tree = _python(source)
+    (flag,) = [n for n in tree.body if isinstance(n, ast.Assign)
+               and ast.unparse(n.targets[0]) == "CLEAN_UP"]
+    assert ast.unparse(flag.value) == "os.environ.get('RECIPES_CLEAN_UP') == '1'"
+    (guard,) = [n for n in tree.body if isinstance(n, ast.If)]
+    assert ast.unparse(guard.test) == "CLEAN_UP"
+    assert _calls(ast.Module(body=guard.body, type_ignores=[]),
+                  "common.delete_endpoint_resources")
+    assert not _calls(ast.Module(body=guard.orelse, type_ignores=[]),
+                      "common.delete_endpoint_resources")
+    (delete,) = _calls(tree, "common.delete_endpoint_resources")
+    keywords = set(_keywords(delete))
+    assert {"endpoint_config_name", "model_name"} <= keywords
+    assert ("s3_uri" in keywords) == ("-lmi-" in path.name), "LMI also deletes its S3 prefix"
