@@ -89,6 +89,10 @@ _TRUST_POLICY = json.dumps({
     }],
 })
 
+# Hosts the proxy intercepts and answers with moto; every other host is relayed as it is.
+AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".aws")
+
+
 class LocalStackError(RecipeError):
     """The local stand-in could not start, or was used in a way it does not support."""
 
@@ -286,6 +290,7 @@ class ControlPlane:
         self._saved_log_level = proxy_logger.level
         proxy_logger.setLevel(logging.WARNING)  # it logs every request at INFO
         self._patch_certificates()
+        self._patch_passthrough(ProxyRequestHandler)
         self._patch_sagemaker()
         try:
             self._server = _ProxyServer(("127.0.0.1", self._port), ProxyRequestHandler)
@@ -494,6 +499,23 @@ class ControlPlane:
             container = model.primary_container or (model.containers or [{}])[0]
         return (container.get("Image"), dict(container.get("Environment") or {}),
                 variant.get("VariantName", "AllTraffic"))
+
+    def _patch_passthrough(self, handler_cls: type) -> None:
+        """Relay every non-AWS host untouched (pip's index, say) instead of intercepting it.
+
+        A notebook's ``%pip install`` runs with the stand-in's ``HTTPS_PROXY``; moto would
+        answer its TLS with a certificate of its own CA, which pip does not trust.
+        """
+        original = handler_cls.do_CONNECT
+
+        def do_connect(handler) -> None:
+            host, _, port = handler.path.rpartition(":")
+            if not host.endswith(AWS_HOST_SUFFIXES):
+                handler.connect_relay((host, int(port or 443)))
+                return
+            original(handler)
+
+        self._patches.set(handler_cls, "do_CONNECT", do_connect)
 
     def _patch_certificates(self) -> None:
         from moto.moto_proxy.certificate_creator import CertificateCreator

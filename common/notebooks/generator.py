@@ -266,7 +266,7 @@ def new_recipe(
             is not ``owner/name``.
         PresetError: for an instance type the presets do not know.
     """
-    from common.presets import get_preset, instance_info
+    from common.presets import get_preset, instance_info, size_from_model_id
 
     _check_choice("container", container, CONTAINERS)
     _check_choice("prompt_format", prompt_format, PROMPT_FORMATS)
@@ -279,6 +279,10 @@ def new_recipe(
     slug = _slug(model_id.rsplit("/", 1)[-1].removesuffix("-hf"))
     edits = (f'model_id="{model_id}", instance_type="{instance_type}", '
              f"num_gpus={info.gpus}")
+    params_billion = size_from_model_id(model_id)
+    if params_billion is not None:
+        # The GPU-memory check in preset.validate() needs the new model's size.
+        edits += f", params_billion={params_billion:g}"
     hardware, price = _hardware(instance_type)
     return Recipe(
         container=container,

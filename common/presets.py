@@ -1,0 +1,797 @@
+"""Deployment presets: which instance, how many GPUs, and the container settings per model.
+
+A :class:`Preset` holds everything that depends on the model and the instance: the Hugging
+Face model id, the container (``"tgi"`` or ``"lmi"``) and its pinned version, the instance
+type and GPU count, and the token limits. It renders the container's configuration -- TGI's
+environment variables (:meth:`Preset.tgi_environment`) or LMI's ``serving.properties``
+(:meth:`Preset.serving_properties`, :func:`render_serving_properties`) -- and
+:meth:`Preset.validate` checks it before anything is created on AWS, raising
+:class:`~common.errors.PresetError` with the fix.
+
+Presets are frozen dataclasses: edit one with ``dataclasses.replace(preset, field=value)``
+and call ``validate()`` again. The Hugging Face token is never a field: it is passed to
+:meth:`Preset.tgi_environment` at deploy time, and every display of a preset masks secrets.
+
+Sources: TGI's SageMaker entrypoint and launcher checks (text-generation-inference v3.3.6,
+``sagemaker-entrypoint.sh``, ``launcher/src/main.rs``, ``backends/v3/src/main.rs``); LMI's
+configuration (djl-serving branch ``0.36.0-lmi27-dlc``: ``serving/docs/configurations_model.md``
+"async mode", ``serving/docs/lmi/user_guides/vllm_user_guide.md``,
+``wlm/.../LmiConfigRecommender.java``, ``djl_python/properties_manager/vllm_rb_properties.py``);
+image versions from sagemaker-core 2.27's ``image_uri_config/{huggingface-llm,djl-lmi}.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import importlib.resources
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.errors import PresetError
+
+__all__ = [
+    "CONTAINERS",
+    "GPU_MEMORY_HEADROOM",
+    "INSTANCE_TYPES",
+    "LMI_ENTRY_POINT",
+    "LMI_VERSION",
+    "LMI_VERSION_REASON",
+    "PRESETS",
+    "TGI_VERSION",
+    "InstanceType",
+    "Preset",
+    "custom_preset",
+    "get_preset",
+    "image_uri",
+    "instance_info",
+    "mask_secret",
+    "render_serving_properties",
+]
+
+CONTAINERS = ("tgi", "lmi")
+
+TGI_VERSION = "3.3.6"
+"""The Hugging Face LLM container (TGI) version: ``image_uris.retrieve("huggingface-llm", ...)``
+resolves it to ``huggingface-pytorch-tgi-inference:2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04``."""
+
+LMI_VERSION = "0.36.0"
+"""The LMI (DJL Serving) version: ``image_uris.retrieve("djl-lmi", ...)`` resolves it to
+``djl-inference:0.36.0-lmi27.0.0-cu130``."""
+
+LMI_VERSION_REASON = (
+    "The preset pins DJL Serving 0.36.0 (LMI v27), the newest version whose documentation and "
+    "source code are published (djl-serving branch 0.36.0-lmi27-dlc), so every setting here "
+    "follows what that version documents; the SDK also offers 0.38.0 (LMI v29), which nothing "
+    "published describes yet. The image is built on CUDA 13.0 and ships NVIDIA's "
+    "forward-compatibility libraries so that it runs on hosts with the 535 driver (as 0.35.0's "
+    "CUDA 12.8 image does). Upstream CI runs it on g6 (NVIDIA L4) and p4d (A100) instances, not "
+    "on the g5 (A10G) instances these recipes use: if the endpoint does not start, read its "
+    "CloudWatch log, and try the matching ml.g6 instance type or pin 0.35.0 (LMI v17)."
+)
+"""Why :data:`LMI_VERSION` is what it is; the LMI deploy notebooks show this text."""
+
+LMI_ENTRY_POINT = "djl_python.lmi_vllm.vllm_async_service"
+"""The handler of LMI's vLLM async mode (djl-serving ``PyModel.java`` recommends it when async
+mode is on; the 0.36.0 integration tests set it explicitly)."""
+
+GPU_MEMORY_HEADROOM = 0.20
+"""Share of the instance's total GPU memory kept free of weights for the KV cache, activations,
+CUDA context and CUDA graphs. A model fits when its fp16 weights (2 bytes per parameter) take at
+most ``1 - GPU_MEMORY_HEADROOM`` of the GPUs' memory. It is a rule of thumb: for Llama 2 at 4,096
+tokens, one full request's KV cache is about 2 GiB (7B) to 3 GiB (13B), and vLLM / TGI reserve
+about 90 % of GPU memory in total."""
+
+_BYTES_PER_PARAMETER = 2  # fp16 / bf16 weights
+_GIB = 1024**3
+_SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|KEY|KEY_ID)$", re.IGNORECASE)
+_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)[bB](?![a-zA-Z])")
+
+
+# --------------------------------------------------------------------------- instances
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """A SageMaker GPU instance type.
+
+    Attributes:
+        name: e.g. ``ml.g5.2xlarge``.
+        gpus: the number of GPUs.
+        gpu_model: e.g. ``A10G``.
+        gpu_memory_gib_per_gpu: nominal memory of one GPU (the usable amount is a little
+            lower, e.g. about 22.5 GiB of an A10G's 24).
+        vcpus / memory_gib: the host's vCPUs and memory.
+        approx_usd_per_hour: approximate on-demand price of a SageMaker real-time endpoint
+            instance in us-east-1, or ``None`` when not known; see
+            https://aws.amazon.com/sagemaker/pricing/ for the current price in your region.
+    """
+
+    name: str
+    gpus: int
+    gpu_model: str
+    gpu_memory_gib_per_gpu: float
+    vcpus: int
+    memory_gib: int
+    approx_usd_per_hour: float | None
+
+    @property
+    def total_gpu_memory_gib(self) -> float:
+        """The memory of all GPUs together (nominal)."""
+        return self.gpus * self.gpu_memory_gib_per_gpu
+
+    # Short names the notebook generator uses.
+    @property
+    def gpu_name(self) -> str:
+        """Alias of :attr:`gpu_model`."""
+        return self.gpu_model
+
+    @property
+    def gpu_memory_gib(self) -> float:
+        """Alias of :attr:`gpu_memory_gib_per_gpu`."""
+        return self.gpu_memory_gib_per_gpu
+
+    @property
+    def price_per_hour(self) -> float | None:
+        """Alias of :attr:`approx_usd_per_hour`."""
+        return self.approx_usd_per_hour
+
+    def describe(self) -> str:
+        """Return e.g. ``1 x NVIDIA A10G (24 GiB each), 8 vCPUs, 32 GiB; ~$1.52/h``."""
+        price = (f"; about ${self.approx_usd_per_hour:.2f}/h on demand (us-east-1)"
+                 if self.approx_usd_per_hour is not None else "")
+        return (f"{self.gpus} x NVIDIA {self.gpu_model} ({self.gpu_memory_gib_per_gpu:g} GiB "
+                f"each), {self.vcpus} vCPUs, {self.memory_gib} GiB{price}")
+
+
+def _instances(*rows: tuple[str, int, str, float, int, int, float | None]
+               ) -> dict[str, InstanceType]:
+    return {row[0]: InstanceType(*row) for row in rows}
+
+
+INSTANCE_TYPES: dict[str, InstanceType] = _instances(
+    # GPUs and memory: AWS's accelerated-computing instance pages (G5, G6, G6e, P4).
+    # Prices: SageMaker real-time inference, on demand, us-east-1, APPROXIMATE (USD per hour,
+    # https://aws.amazon.com/sagemaker/pricing/); they change, check before you rely on them.
+    # name               GPUs  GPU     GiB/GPU vCPU  GiB   ~USD/h
+    ("ml.g5.xlarge",      1, "A10G",   24,    4,   16,   1.41),
+    ("ml.g5.2xlarge",     1, "A10G",   24,    8,   32,   1.52),
+    ("ml.g5.4xlarge",     1, "A10G",   24,   16,   64,   2.03),
+    ("ml.g5.12xlarge",    4, "A10G",   24,   48,  192,   7.09),
+    ("ml.g5.24xlarge",    4, "A10G",   24,   96,  384,  10.18),
+    ("ml.g5.48xlarge",    8, "A10G",   24,  192,  768,  20.36),
+    ("ml.g6.xlarge",      1, "L4",     24,    4,   16,   1.01),
+    ("ml.g6.2xlarge",     1, "L4",     24,    8,   32,   1.22),
+    ("ml.g6.12xlarge",    4, "L4",     24,   48,  192,   5.75),
+    ("ml.g6.48xlarge",    8, "L4",     24,  192,  768,  16.43),
+    ("ml.g6e.xlarge",     1, "L40S",   48,    4,   32,   2.34),
+    ("ml.g6e.2xlarge",    1, "L40S",   48,    8,   64,   2.81),
+    ("ml.g6e.12xlarge",   4, "L40S",   48,   48,  384,  13.12),
+    ("ml.g6e.48xlarge",   8, "L40S",   48,  192, 1536,  37.61),
+    ("ml.p4d.24xlarge",   8, "A100",   40,   96, 1152,  37.69),
+    ("ml.p4de.24xlarge",  8, "A100",   80,   96, 1152,  None),
+)
+"""The GPU instance types the presets know (add one here to use another)."""
+
+
+def instance_info(instance_type: str) -> InstanceType:
+    """Return the :class:`InstanceType` named ``instance_type``.
+
+    Raises:
+        PresetError: for an instance type that is not in :data:`INSTANCE_TYPES`, listing those
+            that are.
+    """
+    try:
+        return INSTANCE_TYPES[instance_type]
+    except (KeyError, TypeError):
+        known = ", ".join(INSTANCE_TYPES)
+        hint = ""
+        if isinstance(instance_type, str) and not instance_type.startswith("ml."):
+            hint = f" SageMaker instance types start with 'ml.' (ml.{instance_type}?)."
+        raise PresetError(
+            f"Unknown instance type {instance_type!r}.{hint} Use one of: {known}; or add an "
+            "InstanceType for it to common.presets.INSTANCE_TYPES (GPUs, GPU memory, price)."
+        ) from None
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def mask_secret(value: str) -> str:
+    """Return ``value`` masked for display: at most its first 3 characters, then ``****``.
+
+    Values shorter than 12 characters are masked completely (3 characters of a short value
+    would give too much away); a real Hugging Face token shows as ``hf_****``.
+    """
+    text = str(value)
+    return (text[:3] if len(text) >= 12 else "") + "****"
+
+
+def _masked(environment: Mapping[str, str]) -> dict[str, str]:
+    return {key: mask_secret(value) if _SECRET_NAME.search(key) else value
+            for key, value in environment.items()}
+
+
+# --------------------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True, repr=False)
+class Preset:
+    """Deployment settings for one model on one container and instance type.
+
+    Attributes:
+        model_id: the Hugging Face model id, e.g. ``meta-llama/Llama-2-7b-chat-hf``.
+        size: the size label, e.g. ``"7b"``.
+        container: ``"tgi"`` (Hugging Face LLM container) or ``"lmi"`` (AWS LMI, DJL Serving).
+        instance_type: the SageMaker instance type, e.g. ``ml.g5.2xlarge``.
+        num_gpus: GPUs to shard the model over (TGI ``SM_NUM_GPUS``, LMI
+            ``option.tensor_parallel_degree``); must equal the instance's GPUs.
+        params_billion: the model's parameters in billions (for the memory check).
+        container_version: the image version (``image_uris.retrieve(..., version=...)``).
+        max_input_tokens: the longest prompt (TGI ``MAX_INPUT_TOKENS``; for LMI only checked
+            by :func:`common.endpoints.validate_payload`).
+        max_total_tokens: prompt + generated tokens of one request (TGI ``MAX_TOTAL_TOKENS``,
+            LMI ``option.max_model_len``). Llama 2's context is 4,096.
+        max_batch_prefill_tokens: tokens prefilled in one batch step (TGI
+            ``MAX_BATCH_PREFILL_TOKENS``, LMI ``option.max_rolling_batch_prefill_tokens``, which
+            is vLLM's ``max_num_batched_tokens``); at least ``max_input_tokens``.
+        max_batch_total_tokens: TGI ``MAX_BATCH_TOTAL_TOKENS``, or ``None`` to let TGI size
+            it from the free GPU memory (recommended); not used by LMI.
+        max_new_tokens: the ``max_new_tokens`` the recipes send by default. Always send one:
+            LMI generates only 30 tokens without it.
+        max_rolling_batch_size: LMI ``option.max_rolling_batch_size`` (vLLM ``max_num_seqs``),
+            the most requests decoded together; not used by TGI.
+        dtype: LMI ``option.dtype`` (``fp16``: Llama 2's weights are float16).
+        health_check_timeout_s: ``ContainerStartupHealthCheckTimeoutInSeconds`` (60-3600):
+            TGI downloads the weights from the hub inside this time, LMI from S3.
+        download_timeout_s: ``ModelDataDownloadTimeoutInSeconds`` (60-3600).
+        environment: extra environment variables for the container, applied last (e.g.
+            ``{"HF_MODEL_REVISION": "..."}``); :meth:`validate` checks the settings it
+            overrides.
+    """
+
+    model_id: str
+    size: str
+    container: str
+    instance_type: str
+    num_gpus: int
+    params_billion: float
+    container_version: str
+    max_input_tokens: int = 3072
+    max_total_tokens: int = 4096
+    max_batch_prefill_tokens: int = 4096
+    max_batch_total_tokens: int | None = None
+    max_new_tokens: int = 512
+    max_rolling_batch_size: int = 32
+    dtype: str = "fp16"
+    health_check_timeout_s: int = 900
+    download_timeout_s: int = 900
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- derived values
+
+    @property
+    def instance(self) -> InstanceType:
+        """The :class:`InstanceType` of :attr:`instance_type` (raises :class:`PresetError`)."""
+        return instance_info(self.instance_type)
+
+    @property
+    def weights_gib(self) -> float:
+        """The fp16 weights' size in GiB (2 bytes per parameter)."""
+        return self.params_billion * 1e9 * _BYTES_PER_PARAMETER / _GIB
+
+    # ----------------------------------------------------------------- validation
+
+    def validate(self) -> Preset:
+        """Check that this preset can work on its instance, before anything is created.
+
+        Returns:
+            ``self``, so that ``preset = get_preset(...).validate()`` reads well.
+
+        Raises:
+            PresetError: listing every problem with its fix: an unknown container or
+                instance type; a GPU count (``num_gpus``, or ``SM_NUM_GPUS`` /
+                ``TENSOR_PARALLEL_DEGREE`` in :attr:`environment`) that is not the instance's;
+                fp16 weights that do not fit the GPUs' memory; ``max_input_tokens >=
+                max_total_tokens``; a batch token budget below one full request; a
+                ``params_billion`` that contradicts the size in the model id; both
+                ``MAX_INPUT_LENGTH`` and ``MAX_INPUT_TOKENS``; timeouts outside 60-3600 s.
+        """
+        problems: list[str] = []
+        if self.container not in CONTAINERS:
+            problems.append(f"container is {self.container!r}: use 'tgi' or 'lmi'.")
+        try:
+            instance: InstanceType | None = self.instance
+        except PresetError as exc:
+            instance = None
+            problems.append(str(exc))
+        env = {str(k): str(v) for k, v in self.environment.items()}
+        problems += self._environment_problems(env)
+        if instance is not None:
+            problems += self._gpu_problems(instance, env)
+        problems += self._size_problems()
+        problems += self._token_problems(env)
+        for name in ("health_check_timeout_s", "download_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 60 <= value <= 3600:
+                problems.append(f"{name}={value!r}: SageMaker accepts 60 to 3600 seconds.")
+        if problems:
+            raise PresetError(
+                f"The preset for {self.model_id} ({self.container}, {self.instance_type}) "
+                "cannot work:\n- " + "\n- ".join(problems)
+            )
+        return self
+
+    def _environment_problems(self, env: Mapping[str, str]) -> list[str]:
+        problems = []
+        if "MAX_INPUT_LENGTH" in env:
+            both = "both MAX_INPUT_LENGTH and MAX_INPUT_TOKENS are set" + (
+                "" if "MAX_INPUT_TOKENS" in env else
+                " (the preset always sets MAX_INPUT_TOKENS from max_input_tokens)")
+            problems.append(
+                f"{both}; TGI refuses to start with both. MAX_INPUT_LENGTH is the deprecated "
+                "name: remove it from environment and set max_input_tokens instead."
+            )
+        return problems
+
+    def _gpu_problems(self, instance: InstanceType, env: Mapping[str, str]) -> list[str]:
+        problems = []
+        gpus = instance.gpus
+        if self.num_gpus != gpus:
+            problems.append(
+                f"num_gpus={self.num_gpus}, but {instance.name} has {gpus} GPU"
+                f"{'s' if gpus != 1 else ''}: set num_gpus={gpus} (the model is sharded over "
+                "every GPU of the instance; fewer leaves GPUs idle, more cannot start)."
+            )
+        for key in ("SM_NUM_GPUS", "TENSOR_PARALLEL_DEGREE", "OPTION_TENSOR_PARALLEL_DEGREE"):
+            if key in env and env[key] != str(gpus):
+                problems.append(
+                    f"environment sets {key}={env[key]}, but {instance.name} has {gpus} GPUs: "
+                    f"remove it from environment (num_gpus sets it) or set it to {gpus}."
+                )
+        usable = instance.total_gpu_memory_gib * (1 - GPU_MEMORY_HEADROOM)
+        if self.weights_gib > usable:
+            bigger = [i.name for i in INSTANCE_TYPES.values()
+                      if self.weights_gib <= i.total_gpu_memory_gib * (1 - GPU_MEMORY_HEADROOM)]
+            problems.append(
+                f"the model does not fit: its fp16 weights take {self.weights_gib:.1f} GiB "
+                f"({self.params_billion:g} B parameters x 2 bytes), more than "
+                f"{1 - GPU_MEMORY_HEADROOM:.0%} of {instance.name}'s "
+                f"{instance.total_gpu_memory_gib:g} GiB of GPU memory ({usable:.1f} GiB; the "
+                "rest is kept for the KV cache and activations). Use a bigger instance"
+                + (f" (e.g. {', '.join(bigger[:4])})" if bigger else "")
+                + " with num_gpus set to its GPUs, or a quantized model."
+            )
+        return problems
+
+    def _size_problems(self) -> list[str]:
+        if not isinstance(self.params_billion, (int, float)) or self.params_billion <= 0:
+            return [f"params_billion={self.params_billion!r}: give the model's parameter "
+                    "count in billions (e.g. 6.74 for Llama 2 7B)."]
+        named = size_from_model_id(self.model_id)
+        if named is not None and abs(named - self.params_billion) > 0.25 * named:
+            return [f"params_billion={self.params_billion:g}, but the model id "
+                    f"{self.model_id!r} says {named:g}B: set params_billion={named:g} "
+                    "(dataclasses.replace) so that the memory check uses the right size."]
+        return []
+
+    def _token_problems(self, env: Mapping[str, str]) -> list[str]:
+        problems = []
+        values: dict[str, Any] = {
+            "max_input_tokens": self.max_input_tokens,
+            "max_total_tokens": self.max_total_tokens,
+            "max_batch_prefill_tokens": self.max_batch_prefill_tokens,
+            "max_batch_total_tokens": self.max_batch_total_tokens,
+        }
+        # Environment overrides win in the container, so check what it will really get.
+        for name in list(values):
+            key = name.upper()
+            if key in env:
+                try:
+                    values[name] = int(env[key])
+                except ValueError:
+                    problems.append(f"environment sets {key}={env[key]!r}: use a whole number.")
+        for name, value in values.items():
+            if name == "max_batch_total_tokens" and value is None:
+                continue
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{name}={value!r}: use a positive whole number.")
+        for name in ("max_new_tokens", "max_rolling_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{name}={value!r}: use a positive whole number.")
+        if problems:
+            return problems
+        max_input, max_total = values["max_input_tokens"], values["max_total_tokens"]
+        prefill, batch_total = values["max_batch_prefill_tokens"], values["max_batch_total_tokens"]
+        if max_input >= max_total:
+            problems.append(
+                f"MAX_INPUT_TOKENS ({max_input}) >= MAX_TOTAL_TOKENS ({max_total}): no token "
+                f"would be left to generate. Lower max_input_tokens (e.g. {max_total * 3 // 4}) "
+                "or raise max_total_tokens up to the model's context length."
+            )
+        elif self.max_new_tokens >= max_total:
+            problems.append(
+                f"max_new_tokens ({self.max_new_tokens}) leaves no room for a prompt within "
+                f"max_total_tokens ({max_total}): lower it (e.g. to {max_total - max_input})."
+            )
+        if prefill < max_input:
+            problems.append(
+                f"the batch token budget is below one full request: MAX_BATCH_PREFILL_TOKENS "
+                f"({prefill}) < MAX_INPUT_TOKENS ({max_input}), so a longest prompt could "
+                f"never be prefilled. Set max_batch_prefill_tokens >= {max_input}."
+            )
+        if batch_total is not None and batch_total < max(max_total, prefill):
+            problems.append(
+                f"the batch token budget is below one full request: MAX_BATCH_TOTAL_TOKENS "
+                f"({batch_total}) < max(MAX_TOTAL_TOKENS, MAX_BATCH_PREFILL_TOKENS) "
+                f"({max(max_total, prefill)}). Raise max_batch_total_tokens, or set it to "
+                "None to let TGI size it from the free GPU memory."
+            )
+        return problems
+
+    # ----------------------------------------------------------------- container settings
+
+    def _require(self, container: str, what: str) -> None:
+        if self.container != container:
+            other = {"tgi": "tgi_environment()", "lmi": "serving_properties(model_uri)"}
+            raise PresetError(
+                f"{what} is for {container.upper()} presets; this preset is for "
+                f"{self.container!r}: use {other.get(self.container, 'the matching method')}."
+            )
+
+    def _tgi_settings(self) -> dict[str, str]:
+        env = {
+            "HF_MODEL_ID": self.model_id,
+            "SM_NUM_GPUS": str(self.num_gpus),
+            "MAX_INPUT_TOKENS": str(self.max_input_tokens),
+            "MAX_TOTAL_TOKENS": str(self.max_total_tokens),
+            "MAX_BATCH_PREFILL_TOKENS": str(self.max_batch_prefill_tokens),
+        }
+        if self.max_batch_total_tokens is not None:
+            env["MAX_BATCH_TOTAL_TOKENS"] = str(self.max_batch_total_tokens)
+        env.update({str(k): str(v) for k, v in self.environment.items()})
+        return env
+
+    def tgi_environment(self, hf_token: str | None = None) -> dict[str, str]:
+        """Return the TGI container's environment variables.
+
+        ``HF_MODEL_ID``, ``SM_NUM_GPUS``, ``MAX_INPUT_TOKENS``, ``MAX_TOTAL_TOKENS``,
+        ``MAX_BATCH_PREFILL_TOKENS``, ``MAX_BATCH_TOTAL_TOKENS`` (only when set), then
+        :attr:`environment`, then ``HF_TOKEN`` when ``hf_token`` is given. (Never the
+        deprecated ``MAX_INPUT_LENGTH``; ``MESSAGES_API_ENABLED`` is gone since TGI 2.4.)
+
+        Args:
+            hf_token: a Hugging Face read token for gated models such as Llama 2.
+
+        Raises:
+            PresetError: for an LMI preset, or when :meth:`validate` fails.
+        """
+        self._require("tgi", "tgi_environment()")
+        self.validate()
+        env = self._tgi_settings()
+        if hf_token:
+            env["HF_TOKEN"] = hf_token.strip()
+        return env
+
+    def _lmi_settings(self, model_uri: str) -> dict[str, str]:
+        return {
+            "engine": "Python",
+            "option.model_id": model_uri,
+            "option.tensor_parallel_degree": str(self.num_gpus),
+            "option.dtype": self.dtype,
+            "option.max_model_len": str(self.max_total_tokens),
+            "option.max_rolling_batch_size": str(self.max_rolling_batch_size),
+            "option.max_rolling_batch_prefill_tokens": str(self.max_batch_prefill_tokens),
+            "option.rolling_batch": "disable",
+            "option.async_mode": "true",
+            "option.entryPoint": LMI_ENTRY_POINT,
+        }
+
+    def serving_properties(self, model_uri: str) -> dict[str, str]:
+        """Return LMI's ``serving.properties`` as an ordered ``{key: value}``.
+
+        vLLM async mode, configured the way DJL Serving 0.36.0 documents it:
+        ``engine=Python``, ``option.async_mode=true`` with ``option.rolling_batch=disable``
+        (``configurations_model.md``: the two modes exclude each other) and the async vLLM
+        handler as ``option.entryPoint`` (LMI picks these itself when ``rolling_batch`` is
+        ``auto``; they are spelled out so that the file says what runs).
+        ``option.tensor_parallel_degree`` is the instance's GPU count (the docs say the default
+        is 1, the code uses every GPU: explicit is safer); ``option.max_model_len``,
+        ``option.max_rolling_batch_size`` and ``option.max_rolling_batch_prefill_tokens`` are
+        vLLM's ``max_model_len``, ``max_num_seqs`` and ``max_num_batched_tokens``.
+
+        Args:
+            model_uri: where the container loads the weights from: an ``s3://`` prefix with
+                the uncompressed Hugging Face files (as the recipes upload them), or a hub id.
+
+        Raises:
+            PresetError: for a TGI preset, an empty or multi-line ``model_uri``, or when
+                :meth:`validate` fails.
+        """
+        self._require("lmi", "serving_properties()")
+        self.validate()
+        uri = str(model_uri).strip()
+        if not uri or any(c in uri for c in "\r\n\\") or " " in uri:
+            raise PresetError(
+                f"model_uri {model_uri!r} cannot go into serving.properties: give the S3 prefix "
+                "of the weights (s3://bucket/prefix/) or a hub id, on one line without spaces."
+            )
+        return self._lmi_settings(uri)
+
+    def lmi_environment(self, hf_token: str | None = None) -> dict[str, str]:
+        """Return the LMI container's environment variables.
+
+        Everything LMI needs is in ``serving.properties``; this returns :attr:`environment`
+        and, when ``hf_token`` is given (weights loaded from the hub instead of S3),
+        ``HF_TOKEN``.
+
+        Raises:
+            PresetError: for a TGI preset, or when :meth:`validate` fails.
+        """
+        self._require("lmi", "lmi_environment()")
+        self.validate()
+        env = {str(k): str(v) for k, v in self.environment.items()}
+        if hf_token:
+            env["HF_TOKEN"] = hf_token.strip()
+        return env
+
+    # ----------------------------------------------------------------- display
+
+    def table_rows(self, hf_token: str | None = None) -> list[tuple[str, str]]:
+        """Return the preset as ``(setting, value)`` rows for display, secrets masked.
+
+        Works on invalid presets too (it does not validate), so that a failing preset can
+        still be shown. ``HF_TOKEN`` (and any variable named like a token, secret or key) is
+        shown as at most its first 3 characters and ``****``.
+
+        Args:
+            hf_token: the token the deploy will pass, to show that one is set (masked).
+        """
+        try:
+            hardware = self.instance.describe()
+        except PresetError:
+            hardware = "(unknown instance type)"
+        label = {"tgi": "Hugging Face TGI", "lmi": "AWS LMI (DJL Serving)"}.get(
+            self.container, self.container)
+        rows = [
+            ("Model", self.model_id),
+            ("Parameters", f"{self.params_billion:g} B (fp16 weights: {self.weights_gib:.1f} GiB)"),
+            ("Container", f"{label} {self.container_version}"),
+            ("Instance type", self.instance_type),
+            ("Hardware", hardware),
+        ]
+        if self.container == "lmi":
+            rows += [(f"serving.properties: {key}", value) for key, value in
+                     self._lmi_settings("<S3 prefix of the weights, set at upload>").items()]
+            env = _masked(self.environment)
+        else:
+            env = _masked(self._tgi_settings())
+        rows += [(f"env {key}", value) for key, value in env.items()]
+        if hf_token:
+            rows.append(("env HF_TOKEN", mask_secret(hf_token)))
+        elif self.container == "tgi" and "HF_TOKEN" not in env:
+            rows.append(("env HF_TOKEN", "(passed at deploy time; never stored in the preset)"))
+        rows += [
+            ("max_new_tokens per request", str(self.max_new_tokens)),
+            ("Health-check timeout", f"{self.health_check_timeout_s} s"),
+            ("Model download timeout", f"{self.download_timeout_s} s"),
+        ]
+        return rows
+
+    def __repr__(self) -> str:
+        fields = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "environment":
+                value = _masked(value)
+            fields.append(f"{item.name}={value!r}")
+        return f"Preset({', '.join(fields)})"
+
+    def __str__(self) -> str:
+        rows = self.table_rows()
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+    def _repr_html_(self) -> str:
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
+            f"<td style='text-align:left'><code>{html.escape(value)}</code></td></tr>"
+            for name, value in self.table_rows()
+        )
+        return f"<table>{body}</table>"
+
+
+def size_from_model_id(model_id: str) -> float | None:
+    """Return the size a model id names (``Llama-2-13b-chat-hf`` -> 13.0), else ``None``."""
+    name = str(model_id).rsplit("/", 1)[-1]
+    match = _SIZE_IN_NAME.search(name)
+    return float(match.group(1)) if match else None
+
+
+# --------------------------------------------------------------------------- the table
+
+
+_LLAMA2 = {
+    # size: (parameters in billions, instance, health-check timeout, download timeout)
+    "7b": (6.74, "ml.g5.2xlarge", 900, 900),
+    "13b": (13.02, "ml.g5.12xlarge", 1500, 1200),
+    "70b": (68.98, "ml.g5.48xlarge", 3000, 2400),
+}
+
+
+def _llama2_preset(size: str, container: str) -> Preset:
+    params, instance, health, download = _LLAMA2[size]
+    return Preset(
+        model_id=f"meta-llama/Llama-2-{size}-chat-hf",
+        size=size,
+        container=container,
+        instance_type=instance,
+        num_gpus=INSTANCE_TYPES[instance].gpus,
+        params_billion=params,
+        container_version=TGI_VERSION if container == "tgi" else LMI_VERSION,
+        health_check_timeout_s=health,
+        download_timeout_s=download,
+    )
+
+
+PRESETS: dict[tuple[str, str], Preset] = {
+    (size, container): _llama2_preset(size, container)
+    for size in _LLAMA2 for container in CONTAINERS
+}
+"""The six Llama 2 chat presets, keyed by ``(size, container)``, e.g. ``("7b", "tgi")``."""
+
+
+def get_preset(model: str, container: str) -> Preset:
+    """Return the preset of a Llama 2 chat model on a container.
+
+    Args:
+        model: the size (``"7b"``, ``"13b"``, ``"70b"``, any case) or the full model id
+            (``"meta-llama/Llama-2-7b-chat-hf"``).
+        container: ``"tgi"`` or ``"lmi"``.
+
+    Raises:
+        PresetError: for an unknown model or container, listing the presets that exist (and
+            pointing to :func:`custom_preset` for other models).
+    """
+    wanted_container = str(container).strip().lower()
+    wanted = str(model).strip()
+    size = wanted.lower()
+    if size not in _LLAMA2:
+        size = next((s for (s, _), p in PRESETS.items() if p.model_id.lower() == wanted.lower()),
+                    "")
+    preset = PRESETS.get((size, wanted_container))
+    if preset is None:
+        known = ", ".join(f"({s!r}, {c!r})" for s, c in PRESETS)
+        models = ", ".join(sorted({p.model_id for p in PRESETS.values()}))
+        raise PresetError(
+            f"No preset for model {model!r} on container {container!r}. Presets exist for "
+            f"{known} (models: {models}). For another model use "
+            "common.presets.custom_preset(model_id, container, instance_type, params_billion=...)."
+        )
+    return preset
+
+
+def custom_preset(
+    model_id: str,
+    container: str,
+    instance_type: str,
+    *,
+    params_billion: float | None = None,
+    **overrides: Any,
+) -> Preset:
+    """Return a validated preset for another model (Llama 2 base, Code Llama, Llama 3, ...).
+
+    Starts from the Llama 2 defaults (4,096-token context, fp16) with the GPU count of
+    ``instance_type`` and start-up timeouts scaled to the model's size.
+
+    Args:
+        model_id: the Hugging Face model id.
+        container: ``"tgi"`` or ``"lmi"``.
+        instance_type: a key of :data:`INSTANCE_TYPES`.
+        params_billion: the parameter count in billions; read from the model id (``...-34b-...``)
+            when not given.
+        **overrides: any other :class:`Preset` field, e.g. ``max_total_tokens=8192`` for
+            Llama 3's context.
+
+    Raises:
+        PresetError: for an unknown container or instance type, a size that cannot be read from
+            the model id when ``params_billion`` is not given, an unknown field, or when
+            :meth:`Preset.validate` fails.
+    """
+    if container not in CONTAINERS:
+        raise PresetError(f"container is {container!r}: use 'tgi' or 'lmi'.")
+    instance = instance_info(instance_type)
+    if params_billion is None:
+        params_billion = size_from_model_id(model_id)
+        if params_billion is None:
+            raise PresetError(
+                f"Cannot read the model size from {model_id!r}: pass params_billion=..."
+            )
+    names = {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise PresetError(f"Unknown preset fields {unknown}; the fields are: {sorted(names)}.")
+    health = 900 if params_billion <= 10 else 1500 if params_billion <= 20 else 3000
+    settings: dict[str, Any] = {
+        "model_id": model_id,
+        "size": f"{params_billion:g}b",
+        "container": container,
+        "instance_type": instance_type,
+        "num_gpus": instance.gpus,
+        "params_billion": float(params_billion),
+        "container_version": TGI_VERSION if container == "tgi" else LMI_VERSION,
+        "health_check_timeout_s": health,
+        "download_timeout_s": min(health, 2400),
+    }
+    settings.update(overrides)
+    return Preset(**settings).validate()
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_serving_properties(preset: Preset, model_uri: str) -> str:
+    """Render LMI's ``serving.properties`` file from a preset with the jinja2 template.
+
+    The template is ``common/templates/serving.properties.j2`` (package data); the settings
+    are those of :meth:`Preset.serving_properties`.
+
+    Returns:
+        The file's text: a short comment header, then one ``key=value`` line per setting.
+
+    Raises:
+        PresetError: as :meth:`Preset.serving_properties`.
+    """
+    import jinja2
+
+    properties = preset.serving_properties(model_uri)
+    source = (importlib.resources.files("common") / "templates" / "serving.properties.j2"
+              ).read_text(encoding="utf-8")
+    environment = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False,
+    )
+    return environment.from_string(source).render(
+        model_id=preset.model_id,
+        instance_type=preset.instance_type,
+        num_gpus=preset.num_gpus,
+        container_version=preset.container_version,
+        properties=properties,
+        preset=preset,
+    )
+
+
+_IMAGE_FRAMEWORKS = {"tgi": "huggingface-llm", "lmi": "djl-lmi"}
+
+
+def image_uri(preset: Preset, region: str) -> str:
+    """Return the container image URI of ``preset`` in ``region`` (no network needed).
+
+    Wraps ``sagemaker.core.image_uris.retrieve("huggingface-llm" | "djl-lmi", region,
+    version=preset.container_version)``, which reads the SDK's bundled image table. For
+    TGI 3.3.6 that is ``763104351884.dkr.ecr.<region>.amazonaws.com/
+    huggingface-pytorch-tgi-inference:2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04``; for LMI
+    0.36.0 ``.../djl-inference:0.36.0-lmi27.0.0-cu130``.
+
+    Raises:
+        PresetError: for an unknown container, or a version or region the installed SDK does
+            not know (upgrade ``sagemaker`` or pick a version it lists).
+    """
+    framework = _IMAGE_FRAMEWORKS.get(preset.container)
+    if framework is None:
+        raise PresetError(f"container is {preset.container!r}: use 'tgi' or 'lmi'.")
+    from sagemaker.core import image_uris
+
+    try:
+        return str(image_uris.retrieve(framework, region=region,
+                                       version=preset.container_version))
+    except ValueError as exc:
+        raise PresetError(
+            f"The installed SageMaker SDK has no {framework} image for version "
+            f"{preset.container_version!r} in region {region!r}: {exc}. Upgrade the sagemaker "
+            "package or set container_version to a version it lists."
+        ) from exc
+
