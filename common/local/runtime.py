@@ -479,6 +479,9 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
     allow_reuse_address = True
+    # Many streams open their connections at once (botocore pools 10 per client, the load
+    # tool runs dozens of clients); Python's default backlog of 5 dropped some of them.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type, owner: RuntimeServer) -> None:
         self.owner = owner
