@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import platform
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,38 +52,8 @@ WORDS = [" the", " stream", "ing", " token", " Llama", " 2", ",", ".", " is", " 
 # ----------------------------------------------------------------------------- baselines
 
 
-class SampleLineIterator:
-    """The original samples' LineIterator: a growing BytesIO buffer read with readline."""
-
-    def __init__(self, stream: Iterable[dict]) -> None:
-        self.byte_iterator = iter(stream)
-        self.buffer = io.BytesIO()
-        self.read_pos = 0
-
-    def __iter__(self) -> SampleLineIterator:
-        return self
-
-    def __next__(self) -> bytes:
-        while True:
-            self.buffer.seek(self.read_pos)
-            line = self.buffer.readline()
-            if line and line[-1] == ord("\n"):
-                self.read_pos += len(line)
-                return line[:-1]
-            try:
-                chunk = next(self.byte_iterator)
-            except StopIteration:
-                if self.read_pos < self.buffer.getbuffer().nbytes:
-                    continue  # the original loops here forever on a last line with no "\n"
-                raise
-            if "PayloadPart" not in chunk:
-                continue
-            self.buffer.seek(0, io.SEEK_END)
-            self.buffer.write(chunk["PayloadPart"]["Bytes"])
-
-
 def baseline_sse(events: list[dict]) -> Iterator[str]:
-    for line in SampleLineIterator(events):
+    for line in ss.OriginalSampleLineIterator(events):
         if line.startswith(b"data:"):
             token = json.loads(line[5:])["token"]
             if not token["special"]:
@@ -92,7 +61,7 @@ def baseline_sse(events: list[dict]) -> Iterator[str]:
 
 
 def baseline_jsonlines(events: list[dict]) -> Iterator[str]:
-    for line in SampleLineIterator(events):
+    for line in ss.OriginalSampleLineIterator(events):
         if line:
             token = json.loads(line)["token"]
             if not token.get("special_token"):

@@ -11,6 +11,7 @@ texts, ``</s>``) and whole samples of every format.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -410,3 +411,37 @@ def cuts(draw: st.DrawFn, data: bytes) -> list[int]:
     if not data:
         return []
     return draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=len(data)))
+
+
+class OriginalSampleLineIterator:
+    """The LineIterator of the original AWS sample, kept to show the bugs it had.
+
+    It is also the baseline of ``benchmarks/decode_speed.py``. On a last line without a
+    newline it loops forever (``continue`` after ``StopIteration``).
+    """
+
+    def __init__(self, stream):
+        self.byte_iterator = iter(stream)
+        self.buffer = io.BytesIO()
+        self.read_pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            self.buffer.seek(self.read_pos)
+            line = self.buffer.readline()
+            if line and line[-1] == ord("\n"):
+                self.read_pos += len(line)
+                return line[:-1]
+            try:
+                chunk = next(self.byte_iterator)
+            except StopIteration:
+                if self.read_pos < self.buffer.getbuffer().nbytes:
+                    continue
+                raise
+            if "PayloadPart" not in chunk:
+                continue
+            self.buffer.seek(0, io.SEEK_END)
+            self.buffer.write(chunk["PayloadPart"]["Bytes"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
 import json
 import threading
@@ -74,36 +73,6 @@ def model_stream_error(code: str = "ModelInvocationTimeExceeded") -> EventStream
 # ----------------------------------------------------------------------------- LineIterator
 
 
-class OriginalSampleLineIterator:
-    """The LineIterator of the original AWS sample, kept to show the bugs it had."""
-
-    def __init__(self, stream):
-        self.byte_iterator = iter(stream)
-        self.buffer = io.BytesIO()
-        self.read_pos = 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        while True:
-            self.buffer.seek(self.read_pos)
-            line = self.buffer.readline()
-            if line and line[-1] == ord("\n"):
-                self.read_pos += len(line)
-                return line[:-1]
-            try:
-                chunk = next(self.byte_iterator)
-            except StopIteration:
-                if self.read_pos < self.buffer.getbuffer().nbytes:
-                    continue
-                raise
-            if "PayloadPart" not in chunk:
-                continue
-            self.buffer.seek(0, io.SEEK_END)
-            self.buffer.write(chunk["PayloadPart"]["Bytes"])
-
-
 def test_line_iterator_last_line_without_newline_comes_out_and_does_not_hang():
     events = ss.events([b'{"a": 1}\n{"b"', b": 2}"])
     assert run_in_thread(lambda: list(LineIterator(events))) == [b'{"a": 1}', b'{"b": 2}']
@@ -111,7 +80,7 @@ def test_line_iterator_last_line_without_newline_comes_out_and_does_not_hang():
 
 def test_original_line_iterator_hung_on_a_last_line_without_newline():
     """The regression above is real: the sample's iterator loops forever on this input."""
-    lines = OriginalSampleLineIterator(ss.events([b"a\nb"]))
+    lines = ss.OriginalSampleLineIterator(ss.events([b"a\nb"]))
     assert next(lines) == b"a"
     thread = threading.Thread(target=lambda: next(lines), daemon=True)
     thread.start()
