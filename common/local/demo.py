@@ -112,6 +112,11 @@ def main(args: argparse.Namespace) -> int:
         os.environ["COMMON_DISPLAY"] = "print"
         os.environ["RECIPES_CLEAN_UP"] = "1"
         out.write(f"Local SageMaker stand-in up ({stack.backend_label}).\n")
+        preload = getattr(stack.backend, "preload", None)
+        if preload is not None:
+            # Load the model now, so the first answer's time to first token is the model's
+            # own and not the one-off load.
+            preload()
         walls = [(p.name, run_notebook(p, out=out)) for p in (deploy, inference)]
     out.write("\nDemo finished:\n")
     for name, wall in walls:
