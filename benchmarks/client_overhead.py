@@ -370,8 +370,12 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(name: str, rows: list[dict[str, str]], lines: list[str]) -> None:
-    """Write ``rows`` to ``results/{name}.csv`` and the table plus ``lines`` to ``.md``."""
+def publish(name: str, rows: list[dict[str, str]], lines: list[str]) -> None:
+    """Print the table and ``lines``; write ``results/{name}.csv`` and ``.md`` with both."""
+    print()
+    print(markdown_table(rows))
+    print()
+    print("\n".join(lines))
     RESULTS.mkdir(parents=True, exist_ok=True)
     with (RESULTS / f"{name}.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -469,11 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}.",
         f"Command: `{command_line()}`",
     ]
-    print()
-    print(markdown_table(rows))
-    print()
-    print("\n".join(lines))
-    write_results("client_overhead", rows, lines)
+    publish("client_overhead", rows, lines)
     return 0
 
 

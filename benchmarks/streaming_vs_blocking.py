@@ -41,11 +41,10 @@ from client_overhead import (
     command_line,
     long_answer,
     machine,
-    markdown_table,
     payload,
+    publish,
     replay_server,
     runtime_client,
-    write_results,
 )
 
 from common.metrics import measure
@@ -156,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}.",
         f"Command: `{command_line()}`",
     ]
-    print()
-    print(markdown_table(rows))
-    print()
-    print("\n".join(lines))
-    write_results("streaming_vs_blocking", rows, lines)
+    publish("streaming_vs_blocking", rows, lines)
     return 0
 
 
