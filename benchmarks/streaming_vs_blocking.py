@@ -94,8 +94,6 @@ def draw(rows: list[tuple[str, float, float]], path: Path, subtitle: str) -> Non
     axes = figure.axes[0]
     axes.set_title(f"Streaming vs. blocking: time to first visible text\n{subtitle}",
                    fontsize="medium")
-    # Below the axes, so that the legend never hides the longest bar's label.
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize="small")
     figure.set_figheight(figure.get_figheight() + 0.6)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

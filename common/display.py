@@ -340,7 +340,7 @@ def plot_latency_comparison(rows: Iterable[Sequence[Any]], *, ax: Any = None) ->
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(7.0, 1.0 + 0.7 * len(checked)))
+        _, ax = plt.subplots(figsize=(7.0, 1.6 + 0.7 * len(checked)))
         created = True
     else:
         created = False
@@ -360,7 +360,8 @@ def plot_latency_comparison(rows: Iterable[Sequence[Any]], *, ax: Any = None) ->
     ax.invert_yaxis()
     ax.set_xlabel("seconds until the reader sees text")
     ax.set_xlim(0, max(max(r[1], r[2]) for r in checked) * 1.2 or 1.0)
-    ax.legend(loc="lower right", fontsize="small")
+    # Below the axes, so that the legend never hides the longest bar's label.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize="small")
     ax.set_title("Streaming vs. blocking: time to first visible text")
     if created:
         ax.figure.tight_layout()
