@@ -35,7 +35,6 @@ The other benchmarks import :func:`replay_server`, :func:`use_server` and
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing
 import os
@@ -55,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from common.bench import markdown_table, write_rows_csv  # noqa: E402
 from common.metrics import measure, percentile  # noqa: E402
 from common.streaming import iter_text  # noqa: E402
 
@@ -362,25 +362,13 @@ def _row(name: str, samples: int, median: float, p99: float | None, note: str) -
             "p99_us": "" if p99 is None else f"{p99:.0f}", "note": note}
 
 
-def markdown_table(rows: list[dict[str, str]]) -> str:
-    """Return ``rows`` (dicts with the same keys) as a Markdown table."""
-    headers = list(rows[0])
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row[h] for h in headers) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def publish(name: str, rows: list[dict[str, str]], lines: list[str]) -> None:
     """Print the table and ``lines``; write ``results/{name}.csv`` and ``.md`` with both."""
     print()
     print(markdown_table(rows))
     print()
     print("\n".join(lines))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / f"{name}.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows_csv(rows, RESULTS / f"{name}.csv")
     (RESULTS / f"{name}.md").write_text("\n".join([markdown_table(rows), "", *lines]) + "\n")
 
 

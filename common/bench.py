@@ -14,7 +14,7 @@ import csv
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,9 +163,8 @@ def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float)
     )
 
 
-def format_table(reports: Sequence[LevelReport]) -> str:
-    """Return the reports as a Markdown table."""
-    rows = [r.row() for r in reports]
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Return ``rows`` (mappings with the same keys) as a Markdown table."""
     if not rows:
         return "(no results)"
     headers = list(rows[0])
@@ -174,14 +173,23 @@ def format_table(reports: Sequence[LevelReport]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(reports: Sequence[LevelReport], path: Path) -> None:
-    """Write the reports to ``path`` as CSV."""
-    rows = [r.row() for r in reports]
+def write_rows_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Write ``rows`` (mappings with the same keys) to ``path`` as CSV, with a header."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def format_table(reports: Sequence[LevelReport]) -> str:
+    """Return the reports as a Markdown table."""
+    return markdown_table([r.row() for r in reports])
+
+
+def write_csv(reports: Sequence[LevelReport], path: Path) -> None:
+    """Write the reports to ``path`` as CSV."""
+    write_rows_csv([r.row() for r in reports], path)
 
 
 def plot(reports: Sequence[LevelReport], path: Path, title: str) -> None:
