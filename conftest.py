@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from common.local.stack import LocalStack
+from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 
 # nbval's notebook items live outside tests/, so the hooks that serve them live here, at the
 # rootdir, where they see every item. The plugin is imported by the same top-level name the
@@ -42,10 +42,9 @@ def _ensure_stack() -> LocalStack:
         stack = LocalStack(**STACK_OPTIONS)
         stack.start()
         stack.apply_env()
-        # nbval has no widget front end: the live view prints instead, so tests can read it.
-        # The notebooks' clean-up cell is guarded; the harness opts in, as a reader would.
-        os.environ["COMMON_DISPLAY"] = "print"
-        os.environ["RECIPES_CLEAN_UP"] = "1"
+        # nbval has no widget front end (the live view prints, so tests can read it), and
+        # the harness opts in to the notebooks' guarded clean-up, as a reader would.
+        os.environ.update(HEADLESS_NOTEBOOK_ENV)
         _stack = stack
     return _stack
 

@@ -25,13 +25,13 @@ from notebook_capture import executed_notebook
 from secret_patterns import find_secrets
 
 from common.local.backends import GenerationRequest
+from common.local.stack import HEADLESS_NOTEBOOK_ENV
 from common.notebooks.generator import RECIPES, recipe_paths
 from common.prompts import parse_llama2_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the notebooks need from their environment in an automated run: plain printed output
 # (nbval has no widget front end) and the guarded clean-up switched on.
-RUN_ENV = {"COMMON_DISPLAY": "print", "RECIPES_CLEAN_UP": "1"}
 STREAM_TITLES = ("AnyCloud Internet Service launch email",
                  "AnyCloud Streaming Service launch email",
                  "AnyCloud Streaming Service launch email (Messages API)")
@@ -67,7 +67,7 @@ def _execute(path: Path) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    with _environment(RUN_ENV):
+    with _environment(HEADLESS_NOTEBOOK_ENV):
         NotebookClient(notebook, timeout=600, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     return notebook

@@ -96,7 +96,7 @@ def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0) -> flo
 
 def main(args: argparse.Namespace) -> int:
     """Run the demo with the parsed command-line ``args``; returns the exit status."""
-    from common.local.stack import LocalStack
+    from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 
     deploy, inference = notebook_pair(args.container, args.size)
     stack_options: dict[str, Any] = {"backend": args.backend}
@@ -109,8 +109,7 @@ def main(args: argparse.Namespace) -> int:
         stack.apply_env()
         # Print in the terminal instead of drawing widgets, and let the notebook's guarded
         # clean-up cell run, since nothing real is deleted here.
-        os.environ["COMMON_DISPLAY"] = "print"
-        os.environ["RECIPES_CLEAN_UP"] = "1"
+        os.environ.update(HEADLESS_NOTEBOOK_ENV)
         out.write(f"Local SageMaker stand-in up ({stack.backend_label}).\n")
         preload = getattr(stack.backend, "preload", None)
         if preload is not None:

@@ -31,6 +31,7 @@ from common.local.hub import LLAMA2_CHAT_REPOS, write_tiny_snapshot
 __all__ = [
     "BACKENDS",
     "DUMMY_HF_TOKEN",
+    "HEADLESS_NOTEBOOK_ENV",
     "UNSET_VARIABLES",
     "LocalStack",
     "LocalStackError",
@@ -38,6 +39,11 @@ __all__ = [
 ]
 
 DUMMY_HF_TOKEN = "hf_dummy_local_token"  # obviously fake; the notebooks insist on a token
+
+# What an unattended notebook run (nbval, the demo) adds to the stand-in's environment: the
+# live view prints instead of drawing widgets no one sees, and the guarded clean-up cell runs.
+# Not part of LocalStack.env: a reader's own Jupyter keeps widgets and a guarded clean-up.
+HEADLESS_NOTEBOOK_ENV: dict[str, str] = {"COMMON_DISPLAY": "print", "RECIPES_CLEAN_UP": "1"}
 
 BACKENDS: dict[str, tuple[str, str]] = {
     "replay": ("common.local.backends", "ReplayBackend"),
