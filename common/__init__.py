@@ -29,6 +29,7 @@ from common.errors import (
     ModelInvocationError,
     ModelStreamError,
     PayloadError,
+    PreflightError,
     PresetError,
     RecipeError,
     StreamError,
@@ -36,6 +37,7 @@ from common.errors import (
     ThrottledError,
 )
 from common.metrics import MeasuredStream, StreamMetrics, measure, percentile
+from common.preflight import CheckResult, PreflightReport, preflight
 from common.presets import (
     INSTANCE_TYPES,
     PRESETS,
@@ -49,11 +51,15 @@ from common.presets import (
 )
 from common.prompts import build_llama2_prompt, build_llama3_prompt, parse_llama2_prompt
 from common.streaming import LineIterator, Token, TokenStream, iter_text, iter_tokens
+from common.weights import WEIGHT_PATTERNS, CopyResult, copy_weights_to_s3, list_weight_files
 
 __all__ = [
     "INSTANCE_TYPES",
     "PRESETS",
+    "WEIGHT_PATTERNS",
+    "CheckResult",
     "ContainerStreamError",
+    "CopyResult",
     "DeploymentError",
     "EndpointFailedError",
     "EndpointNotFoundError",
@@ -67,6 +73,8 @@ __all__ = [
     "ModelInvocationError",
     "ModelStreamError",
     "PayloadError",
+    "PreflightError",
+    "PreflightReport",
     "Preset",
     "PresetError",
     "RecipeError",
@@ -81,6 +89,7 @@ __all__ = [
     "build_llama2_prompt",
     "build_llama3_prompt",
     "build_payload",
+    "copy_weights_to_s3",
     "custom_preset",
     "delete_endpoint_resources",
     "get_preset",
@@ -90,10 +99,12 @@ __all__ = [
     "invoke_stream",
     "iter_text",
     "iter_tokens",
+    "list_weight_files",
     "measure",
     "parse_llama2_prompt",
     "percentile",
     "plot_latency_comparison",
+    "preflight",
     "render_serving_properties",
     "resolve_execution_role",
     "runtime_client",

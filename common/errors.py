@@ -344,3 +344,33 @@ def invocation_error_from_client_error(exc: Exception, endpoint_name: str = "") 
             error_code=code,
         )
     return InvocationError(f"{code or type(exc).__name__}: {message}", error_code=code or None)
+
+
+# --------------------------------------------------------------------------- pre-flight
+
+
+class PreflightError(DeploymentError):
+    """The pre-flight checks found problems before anything was created.
+
+    Attributes:
+        failures: the failed checks (``common.preflight.CheckResult``), each with its fix.
+        report: the whole ``common.preflight.PreflightReport`` (passed and not-checked too).
+    """
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        self.failures = list(report.failures)
+        count = len(self.failures)
+        lines = [f"Pre-flight found {count} problem{'s' if count != 1 else ''}; nothing was "
+                 "created. Fix all of them, then run the pre-flight cell again:"]
+        for number, result in enumerate(self.failures, start=1):
+            lines.append(f"{number}. {result.check}: {result.detail}")
+            lines.append(f"   Fix: {result.fix}")
+        unchecked = list(report.not_checked)
+        if unchecked:
+            lines.append("Not checked (check these yourself): " + "; ".join(
+                f"{result.check} ({result.detail})" for result in unchecked))
+        super().__init__("\n".join(lines))
+
+
+__all__.append("PreflightError")

@@ -33,7 +33,9 @@ huggingface_hub) and real wire protocols, no AWS account. It runs
     endpoints that go Creating -> InService (or Failed) after --endpoint-delay seconds;
   * a sagemaker-runtime server (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME) that streams real
     event-stream frames in the TGI or LMI container's format;
-  * an offline Hugging Face cache with tiny Llama 2 chat snapshots (HF_HUB_OFFLINE=1);
+  * a Hugging Face cache with tiny Llama 2 chat snapshots, served by a small local Hub
+    API (HF_ENDPOINT: auth-check, file listing and downloads; the rest from the cache);
+  * Service Quotas for SageMaker endpoints (--quota TYPE=N), enforced by CreateEndpoint;
   * a fresh IPYTHONDIR, so %store data stays out of your profile.
 
 Everything listens on 127.0.0.1 only and uses dummy credentials.
@@ -53,6 +55,15 @@ def _non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _quota(text: str) -> tuple[str, float]:
+    from common.local.quotas import parse_quota
+
+    try:
+        return parse_quota(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_stack_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -126,6 +137,17 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         metavar="NAME", help="make endpoints with this name (or shell pattern, e.g. 'bad-*') "
                              "go Failed with a FailureReason instead of InService; repeatable")
     parser.add_argument(
+        "--quota", dest="quotas", action="append", type=_quota, default=default([]),
+        metavar="TYPE=N",
+        help="the account's endpoint quota for an instance type, e.g. ml.g5.12xlarge=0: "
+             "Service Quotas reports it and CreateEndpoint fails with ResourceLimitExceeded "
+             "past it (default: 2 of every type); repeatable")
+    parser.add_argument(
+        "--gated-denied", dest="gated_denied", action="append", default=default([]),
+        metavar="MODEL_ID",
+        help="the hub refuses every token for this gated model, as the Hugging Face Hub "
+             "refuses a token whose account has not accepted the licence; repeatable")
+    parser.add_argument(
         "--port", type=int, default=default(0),
         help="the control plane proxy's port on 127.0.0.1 (default: a free one)")
     parser.add_argument(
@@ -155,7 +177,8 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
     stack = LocalStack(
         backend=args.backend, endpoint_delay_s=args.endpoint_delay_s, ttft_s=args.ttft_s,
         tokens_per_s=args.tokens_per_s, workdir=args.workdir,
-        fail_endpoints=args.fail_endpoints, port=args.port, runtime_port=args.runtime_port)
+        fail_endpoints=args.fail_endpoints, port=args.port, runtime_port=args.runtime_port,
+        quotas=dict(args.quotas), gated_denied=args.gated_denied)
     previous = _install_signal_handlers(stop)
     try:
         with stack:

@@ -89,6 +89,19 @@ _TRUST_POLICY = json.dumps({
     }],
 })
 
+# The S3 part of AmazonSageMakerFullAccess (buckets named like SageMaker's default bucket),
+# as an inline policy: moto loads AWS managed policies only on request.
+_ARTIFACTS_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
+                   "s3:CreateBucket", "s3:GetBucketLocation"],
+        "Resource": ["arn:aws:s3:::*SageMaker*", "arn:aws:s3:::*Sagemaker*",
+                     "arn:aws:s3:::*sagemaker*"],
+    }],
+})
+
 # Hosts the proxy intercepts and answers with moto; every other host is relayed as it is.
 AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".aws")
 
@@ -188,6 +201,8 @@ class ControlPlane:
         region: the region the execution role and :meth:`lookup` default to.
         port: the proxy's port on 127.0.0.1 (0 picks a free one).
         clock: a monotonic clock, replaceable in tests.
+        quotas: a :class:`common.local.quotas.QuotaBook`: Service Quotas for SageMaker, and
+            ``CreateEndpoint`` refused past a quota (None: neither).
 
     Only one control plane may run in a process at a time: moto's backends are global.
     """
@@ -205,6 +220,7 @@ class ControlPlane:
         region: str = DEFAULT_REGION,
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        quotas: Any = None,
     ) -> None:
         if endpoint_delay_s < 0:
             raise ValueError(f"endpoint_delay_s must be >= 0, got {endpoint_delay_s}")
@@ -223,6 +239,7 @@ class ControlPlane:
         self._thread: threading.Thread | None = None
         self._saved_log_level: int | None = None
         self.role_arn: str | None = None
+        self.quotas = quotas  # common.local.quotas.QuotaBook, or None for no quota checks
 
     # ----------------------------------------------------------------- start / stop
 
@@ -292,6 +309,10 @@ class ControlPlane:
         self._patch_certificates()
         self._patch_passthrough(ProxyRequestHandler)
         self._patch_sagemaker()
+        if self.quotas is not None:
+            from common.local import quotas
+
+            quotas.install(self._patches, self.quotas)
         try:
             self._server = _ProxyServer(("127.0.0.1", self._port), ProxyRequestHandler)
         except OSError as exc:
@@ -363,6 +384,8 @@ class ControlPlane:
             AssumeRolePolicyDocument=_TRUST_POLICY,
             Description="Execution role of the local SageMaker stand-in (moto)",
         )
+        iam.put_role_policy(RoleName=EXECUTION_ROLE_NAME, PolicyName="sagemaker-artifacts",
+                            PolicyDocument=_ARTIFACTS_POLICY)
         return str(role["Role"]["Arn"])
 
     # ----------------------------------------------------------------- the runtime's view

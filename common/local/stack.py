@@ -21,7 +21,7 @@ import importlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ UNSET_VARIABLES: tuple[str, ...] = (
     "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
 )
 """Variables that would send a client past the stand-in (to a real profile, real endpoint,
 another CA); :meth:`LocalStack.apply_env` removes them while the stand-in runs."""
@@ -119,6 +119,10 @@ class LocalStack:
         region: the AWS region the clients are told to use.
         hf_repos: the model repositories written into the offline HF cache.
         hf_allow_patterns: write only the matching files into the cache (None: all of them).
+        quotas: ``{instance_type: N}``: the account's endpoint quota for these instance types
+            (every other type has :data:`common.local.quotas.APPLIED_VALUE`).
+        gated_denied: model ids whose gated repository refuses every token, as the Hub
+            refuses a token whose account has not accepted the licence.
 
     Everything binds 127.0.0.1. Use it as a context manager, or call :meth:`start` and
     :meth:`stop`.
@@ -138,6 +142,8 @@ class LocalStack:
         region: str = DEFAULT_REGION,
         hf_repos: Sequence[str] = LLAMA2_CHAT_REPOS,
         hf_allow_patterns: Sequence[str] | None = None,
+        quotas: Mapping[str, float] | None = None,
+        gated_denied: Iterable[str] = (),
     ) -> None:
         self.backend_name = backend
         self.endpoint_delay_s = endpoint_delay_s
@@ -146,6 +152,10 @@ class LocalStack:
         self.region = region
         self.hf_repos = tuple(hf_repos)
         self.hf_allow_patterns = hf_allow_patterns
+        self.quota_overrides = dict(quotas or {})
+        self.gated_denied = tuple(gated_denied)
+        self.quotas: Any = None
+        self.hub_api: Any = None
         self._fail_endpoints = tuple(fail_endpoints)
         self._port = port
         self._runtime_port = runtime_port
@@ -199,10 +209,18 @@ class LocalStack:
         for name in ("config", "credentials"):  # empty: the user's ~/.aws stays out of it
             (aws_dir / name).touch()
 
+        from common.local.controlplane import DEFAULT_ACCOUNT_ID, EXTRA_INSTANCE_TYPES
+        from common.local.hubapi import HubApiServer
+        from common.local.quotas import QuotaBook
+
+        self.quotas = QuotaBook(EXTRA_INSTANCE_TYPES, self.quota_overrides,
+                                region=self.region, account_id=DEFAULT_ACCOUNT_ID)
         self.control_plane = ControlPlane(
             self.workdir, endpoint_delay_s=self.endpoint_delay_s,
-            fail_endpoints=self._fail_endpoints, region=self.region, port=self._port)
+            fail_endpoints=self._fail_endpoints, region=self.region, port=self._port,
+            quotas=self.quotas)
         self.control_plane.start()
+        self.hub_api = HubApiServer(hf_home / "hub", gated_denied=self.gated_denied).start()
 
         from common.local.runtime import RuntimeServer
 
@@ -229,7 +247,7 @@ class LocalStack:
             "no_proxy": no_proxy,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime.url,
             "SAGEMAKER_EXECUTION_ROLE_ARN": str(self.control_plane.role_arn),
-            "HF_HUB_OFFLINE": "1",
+            "HF_ENDPOINT": self.hub_api.url,
             "HF_HOME": str(hf_home),
             "HF_HUB_CACHE": str(hf_home / "hub"),
             "HF_TOKEN": DUMMY_HF_TOKEN,
@@ -247,6 +265,9 @@ class LocalStack:
         if self.control_plane is not None:
             self.control_plane.stop()
             self.control_plane = None
+        if self.hub_api is not None:
+            self.hub_api.stop()
+            self.hub_api = None
         if self._given_workdir is None and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = None
