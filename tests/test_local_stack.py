@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_VARIABLES = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION",
     "AWS_CA_BUNDLE", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "no_proxy",
-    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE",
+    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE",
     "HF_TOKEN", "IPYTHONDIR", "SAGEMAKER_EXECUTION_ROLE_ARN",
 }
 
@@ -68,11 +68,13 @@ def test_the_environment_points_every_client_at_loopback(local_stack):
     assert set(env) >= EXPECTED_VARIABLES
     assert "COMMON_DISPLAY" not in env
     assert not set(env) & set(UNSET_VARIABLES)
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+                 "HF_ENDPOINT"):
         assert urlsplit(env[name]).hostname == "127.0.0.1", name
     assert {"127.0.0.1", "localhost"} <= set(env["NO_PROXY"].split(","))
     assert Path(env["AWS_CA_BUNDLE"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
-    assert env["HF_HUB_OFFLINE"] == "1" and env["HF_TOKEN"] == DUMMY_HF_TOKEN
+    # Not offline: huggingface_hub would refuse auth_check; the local Hub API answers it.
+    assert "HF_HUB_OFFLINE" in UNSET_VARIABLES and env["HF_TOKEN"] == DUMMY_HF_TOKEN
     assert Path(env["IPYTHONDIR"]).is_dir()
     assert (Path(env["HF_HUB_CACHE"]) / "models--meta-llama--Llama-2-7b-chat-hf").is_dir()
     for name, value in env.items():

@@ -188,16 +188,16 @@ def test_the_blocking_call_and_the_chart_were_shown(pair):
 def test_the_lmi_weights_went_to_s3(pair):
     if pair.container != "lmi":
         pytest.skip("TGI downloads the weights from the hub itself")
-    local_dir = Path(_stdout(_code_cell(pair.deploy, "from huggingface_hub import")).strip())
-    download = _code_cell(pair.deploy, "from huggingface_hub import").source
-    patterns = re.findall(r'"(\*\.\w+)"', download)
-    assert {"*.json", "*.safetensors", "*.model"} <= set(patterns)
-    expected = [p for p in local_dir.rglob("*")
-                if p.is_file() and any(p.match(pattern) for pattern in patterns)]
-    uploaded = _stdout(_code_cell(pair.deploy, "from pathlib import Path")).strip()
-    match = re.fullmatch(r"(\d+) files in (s3://\S+/model/)", uploaded)
-    assert match, uploaded
-    assert expected and int(match.group(1)) == len(expected)
+    summary = _stdout(_code_cell(pair.deploy, "common.copy_weights_to_s3(")).strip()
+    match = re.fullmatch(r"(\d+) files uploaded, 0 already in S3; .* -> (s3://\S+/model/)",
+                         summary)
+    assert match, summary
+    bucket, _, prefix = match.group(2).removeprefix("s3://").partition("/")
+    listing = pair.stack.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    keys = {item["Key"].removeprefix(prefix) for item in listing.get("Contents", [])}
+    assert int(match.group(1)) == len(keys) > 0
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= keys
+    assert "pytorch_model.bin" not in keys, "the duplicate PyTorch weights were copied"
     serving = _stdout(_code_cell(pair.deploy, "serving_properties = "))
     assert f"option.model_id={match.group(2)}" in serving
 
@@ -211,7 +211,7 @@ def test_clean_up_deleted_everything_the_recipe_created(pair):
     with pytest.raises(ClientError):
         client.describe_model(ModelName=pair.endpoint_name)
     if pair.container == "lmi":
-        uploaded = _stdout(_code_cell(pair.deploy, "from pathlib import Path")).split()[-1]
+        uploaded = _stdout(_code_cell(pair.deploy, "common.copy_weights_to_s3(")).split()[-1]
         bucket, _, prefix = uploaded.removeprefix("s3://").partition("/")
         listing = pair.stack.client("s3").list_objects_v2(
             Bucket=bucket, Prefix=prefix.rsplit("/model/", 1)[0] + "/")

@@ -206,8 +206,15 @@ def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
     tree = _python("\n".join(sources))
     for name in ("Model.create", "EndpointConfig.create", "Endpoint.create",
                  "common.wait_for_endpoint", "common.resolve_execution_role",
-                 "image_uris.retrieve", "preset.validate"):
+                 "image_uris.retrieve", "preset.validate", "common.preflight"):
         assert _calls(tree, name), f"{path.name} never calls {name}"
+    calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    source = "\n".join(sources)
+    assert source.index("common.preflight(") < source.index("Model.create("), (
+        "the pre-flight must run before anything is created")
+    assert "common.copy_weights_to_s3" not in calls or (
+        source.index("common.preflight(") < source.index("common.copy_weights_to_s3(")), (
+        "the pre-flight must run before the weights are copied")
     (routing,) = _calls(tree, "ProductionVariantRoutingConfig")
     assert ast.literal_eval(_keywords(routing)["routing_strategy"]) == (
         "LEAST_OUTSTANDING_REQUESTS")
@@ -220,13 +227,10 @@ def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
 @pytest.mark.parametrize("path", [p for p in DEPLOY if "-lmi" in p.name], ids=_id)
 def test_lmi_deploy_copies_the_weights_to_s3_with_serving_properties(path):
     tree = _python("\n".join(_code_cells(path)))
-    (download,) = _calls(tree, "snapshot_download")
-    assert ast.unparse(_keywords(download)["allow_patterns"]) == "WEIGHT_FILES"
-    (patterns,) = [ast.literal_eval(node.value) for node in ast.walk(tree)
-                   if isinstance(node, ast.Assign)
-                   and ast.unparse(node.targets[0]) == "WEIGHT_FILES"]
-    assert {"*.json", "*.safetensors", "*.model"} <= set(patterns)
-    assert _calls(tree, "s3_client.upload_file"), "weights are not uploaded"
+    assert not _calls(tree, "snapshot_download"), "the whole snapshot would fill the disk"
+    (copy,) = _calls(tree, "common.copy_weights_to_s3")
+    assert ast.unparse(copy.args[0]) == "preset.model_id"
+    assert ast.unparse(_keywords(copy)["token"]) == "hf_token"
     assert _calls(tree, "common.render_serving_properties")
     assert "model.tar.gz" in ast.unparse(tree)
     (container,) = _calls(tree, "ContainerDefinition")

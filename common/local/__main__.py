@@ -141,7 +141,7 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         metavar="TYPE=N",
         help="the account's endpoint quota for an instance type, e.g. ml.g5.12xlarge=0: "
              "Service Quotas reports it and CreateEndpoint fails with ResourceLimitExceeded "
-             "past it (default: 2 of every type); repeatable")
+             "past it (default: 100 of every type); repeatable")
     parser.add_argument(
         "--gated-denied", dest="gated_denied", action="append", default=default([]),
         metavar="MODEL_ID",

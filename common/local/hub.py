@@ -42,6 +42,7 @@ __all__ = [
     "commit_for",
     "repo_files",
     "safetensors_bytes",
+    "write_snapshot",
     "write_tiny_snapshot",
     "write_tiny_snapshots",
 ]
@@ -307,3 +308,40 @@ def write_tiny_snapshots(
 ) -> dict[str, Path]:
     """Write :func:`write_tiny_snapshot` for each repo id; returns repo id -> snapshot folder."""
     return {repo_id: write_tiny_snapshot(cache_dir, repo_id) for repo_id in repo_ids}
+
+
+def write_snapshot(cache_dir: str | os.PathLike[str], repo_id: str, files: dict[str, bytes],
+                   revision: str = "main") -> Path:
+    """Write a snapshot of ``repo_id`` holding exactly ``files`` (path -> content).
+
+    For tests that need another repository shape than :func:`repo_files` (a model in many
+    shards, say); the cache layout is the one :func:`write_tiny_snapshot` writes, with a
+    commit of its own (from the file names and sizes), and ``refs/<revision>`` pointing at it.
+
+    Returns:
+        The snapshot folder.
+
+    Raises:
+        ValueError: ``repo_id`` is not ``org/name``.
+    """
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
+    storage = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    listing = ",".join(f"{path}:{len(data)}" for path, data in sorted(files.items()))
+    commit = hashlib.sha1(f"{commit_for(repo_id)}:{listing}".encode()).hexdigest()
+    snapshot = storage / "snapshots" / commit
+    (storage / "blobs").mkdir(parents=True, exist_ok=True)
+    for path, data in files.items():
+        lfs = path.endswith(_LFS_SUFFIXES)
+        blob = storage / "blobs" / (hashlib.sha256(data).hexdigest() if lfs
+                                    else _git_blob_id(data))
+        if not blob.exists():
+            blob.write_bytes(data)
+        link = snapshot / path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (storage / "refs").mkdir(exist_ok=True)
+    (storage / "refs" / revision).write_text(commit)
+    _write_tree_listing(storage, commit, files)
+    return snapshot

@@ -18,7 +18,8 @@ the control plane runs (the same reversible patches as :mod:`common.local.contro
 Values: AWS's default for GPU endpoint instances is 0 in a new account (the issue this
 answers; the SageMaker quotas page lists most ``ml.g*``/``ml.p*`` endpoint quotas at 0), so
 :data:`AWS_DEFAULT_VALUE` is 0 for them. The stand-in's account has been granted
-:data:`APPLIED_VALUE` (2) of each, so that the recipes run; ``--quota TYPE=N`` sets one.
+:data:`APPLIED_VALUE` (100) of each, so that the recipes and test suites that keep many
+endpoints never meet it; ``--quota TYPE=N`` sets one (0 to see the failure).
 The quota codes are made up (a stable hash of the name, ``L-`` and 8 hex digits): real
 codes differ per quota and the recipes match quotas by name.
 """
@@ -42,7 +43,7 @@ __all__ = [
     "resource_limit_message",
 ]
 
-APPLIED_VALUE = 2.0
+APPLIED_VALUE = 100.0
 """What the stand-in's account may run of each instance type, unless ``--quota`` says."""
 
 AWS_DEFAULT_VALUE = 0.0
