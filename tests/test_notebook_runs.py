@@ -188,7 +188,7 @@ def test_the_blocking_call_and_the_chart_were_shown(pair):
 def test_the_lmi_weights_went_to_s3(pair):
     if pair.container != "lmi":
         pytest.skip("TGI downloads the weights from the hub itself")
-    summary = _stdout(_code_cell(pair.deploy, "common.copy_weights_to_s3(")).strip()
+    summary = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).strip()
     match = re.fullmatch(r"(\d+) files uploaded, 0 already in S3; .* -> (s3://\S+/model/)",
                          summary)
     assert match, summary
@@ -211,7 +211,7 @@ def test_clean_up_deleted_everything_the_recipe_created(pair):
     with pytest.raises(ClientError):
         client.describe_model(ModelName=pair.endpoint_name)
     if pair.container == "lmi":
-        uploaded = _stdout(_code_cell(pair.deploy, "common.copy_weights_to_s3(")).split()[-1]
+        uploaded = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).split()[-1]
         bucket, _, prefix = uploaded.removeprefix("s3://").partition("/")
         listing = pair.stack.client("s3").list_objects_v2(
             Bucket=bucket, Prefix=prefix.rsplit("/model/", 1)[0] + "/")
