@@ -214,7 +214,8 @@ def test_help_describes_every_option():
     done = subprocess.run([sys.executable, "-m", "common.local", "--help"], env=_python_env(),
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     for option in ("--backend", "--endpoint-delay", "--ttft", "--tokens-per-second",
-                   "--fail-endpoint", "--port", "--env-json", "serve", "env", "demo"):
+                   "--fail-endpoint", "--port", "--env-json", "serve", "env", "demo",
+                   "--quota", "--gated-denied"):
         assert option in done.stdout, option
 
 

@@ -2,7 +2,8 @@
 
 It starts the control plane (moto behind its proxy, :mod:`common.local.controlplane`), the
 ``sagemaker-runtime`` server (:mod:`common.local.runtime`) with a model backend, writes the
-tiny Hugging Face snapshots (:mod:`common.local.hub`) into a fresh cache, and makes a fresh
+tiny Hugging Face snapshots (:mod:`common.local.hub`) into a fresh cache and serves them with a
+small local Hub API (:mod:`common.local.hubapi`, ``HF_ENDPOINT``), and makes a fresh
 ``IPYTHONDIR`` (so ``%store`` data stays out of the user's profile). :attr:`LocalStack.env`
 holds every variable a shell or a notebook kernel needs to reach it; notebooks and recipe
 code see nothing else of the stand-in.
