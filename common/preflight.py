@@ -161,19 +161,26 @@ def quota_console_url(region: str, quota_code: str | None = None) -> str:
 # --------------------------------------------------------------------------- quota
 
 
-def _endpoint_instances_in_use(sagemaker: Any, instance_type: str) -> float:
-    used = 0.0
+def _endpoint_instances_in_use(sagemaker: Any, instance_type: str) -> tuple[float, list[str]]:
+    """(instances of ``instance_type`` the account's active endpoints run, endpoints whose
+    configuration could not be read)."""
+    used, unknown = 0.0, []
     for page in sagemaker.get_paginator("list_endpoints").paginate():
         for endpoint in page.get("Endpoints", []):
             if endpoint.get("EndpointStatus") not in _ACTIVE:
                 continue
-            described = sagemaker.describe_endpoint(EndpointName=endpoint["EndpointName"])
-            config = sagemaker.describe_endpoint_config(
-                EndpointConfigName=described["EndpointConfigName"])
+            name = endpoint["EndpointName"]
+            try:
+                described = sagemaker.describe_endpoint(EndpointName=name)
+                config = sagemaker.describe_endpoint_config(
+                    EndpointConfigName=described["EndpointConfigName"])
+            except _aws_errors():  # deleted meanwhile, or its configuration was deleted
+                unknown.append(name)
+                continue
             for variant in config.get("ProductionVariants", []):
                 if variant.get("InstanceType") == instance_type:
                     used += float(variant.get("InitialInstanceCount") or 0)
-    return used
+    return used, unknown
 
 
 def check_quota(session: Any, region: str, instance_type: str,
@@ -203,8 +210,11 @@ def check_quota(session: Any, region: str, instance_type: str,
     code = found.get("QuotaCode")
     usage_note = ""
     try:
-        used = _endpoint_instances_in_use(session.client("sagemaker", region_name=region),
-                                          instance_type)
+        used, unknown = _endpoint_instances_in_use(
+            session.client("sagemaker", region_name=region), instance_type)
+        if unknown:
+            usage_note = (f" (not counted: {len(unknown)} endpoint(s) whose configuration "
+                          f"could not be read, e.g. {unknown[0]})")
     except errors as exc:
         used = 0.0
         usage_note = f" (the instances already in use could not be counted: {_error_code(exc)})"

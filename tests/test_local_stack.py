@@ -203,7 +203,7 @@ def test_a_stack_binds_loopback_only_and_stops_without_leftovers():
     assert report["threads_running"] > len(report["threads_before"])
     assert report["threads_after"] == report["threads_before"]
     assert report["sockets_after"] == []
-    assert report["refused"] == [True, True]
+    assert report["refused"] == [True, True, True]  # proxy, runtime, hub
     assert report["environ_restored"] and report["workdir_removed"]
 
 

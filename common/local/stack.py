@@ -328,8 +328,9 @@ class LocalStack:
 
     @property
     def urls(self) -> dict[str, str]:
-        """``{"proxy": ..., "runtime": ...}``: where the two servers listen."""
-        return {"proxy": self.proxy_url, "runtime": self.runtime_url}
+        """``{"proxy": ..., "runtime": ..., "hub": ...}``: where the servers listen."""
+        return {"proxy": self.proxy_url, "runtime": self.runtime_url,
+                "hub": str(self._require(self.hub_api).url)}
 
     @property
     def proxy_url(self) -> str:
