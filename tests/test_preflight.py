@@ -318,3 +318,14 @@ def test_the_table_shows_every_check_as_text_and_html(local_stack, capsys):
 def test_an_unknown_weights_mode_is_refused():
     with pytest.raises(ValueError, match="copy, snapshot, hub"):
         common.preflight(LMI, weights="torrent", show=False)
+
+
+def test_notebooks_for_other_variants_get_the_preflight_cell_too():
+    from common.notebooks.generator import new_recipe, render_recipe
+
+    recipe = new_recipe("codellama/CodeLlama-13b-Instruct-hf", "lmi", "ml.g5.12xlarge")
+    deploy = render_recipe(recipe)[recipe.deploy_path]
+    assert "common.preflight(" in deploy
+    assert deploy.index("common.preflight(") < deploy.index("common.copy_weights_to_s3(")
+    assert deploy.index("common.preflight(") < deploy.index("Model.create(")
+    assert "`ml.g5.12xlarge` endpoints" in deploy
