@@ -10,6 +10,10 @@ Modules (import the one you need; this package imports nothing heavy):
   request log, frame timings).
 * :mod:`common.local.controlplane`, :mod:`common.local.hub`, :mod:`common.local.stack` -- moto,
   the offline Hugging Face snapshot, and the ``LocalStack`` wrapper that starts everything.
+* :mod:`common.local.hubapi` -- the local Hub API (``HF_ENDPOINT``) that serves those
+  snapshots: ``auth_check``, file list, downloads; ``--gated-denied``.
+* :mod:`common.local.quotas` -- Service Quotas for SageMaker and ``CreateEndpoint``'s
+  ``ResourceLimitExceeded`` (``--quota``).
 
 Nothing outside the tests and the demo command imports this package: notebooks reach the
 stand-in only through environment variables, exactly as they reach real SageMaker.
