@@ -329,3 +329,16 @@ def test_notebooks_for_other_variants_get_the_preflight_cell_too():
     assert deploy.index("common.preflight(") < deploy.index("common.copy_weights_to_s3(")
     assert deploy.index("common.preflight(") < deploy.index("Model.create(")
     assert "`ml.g5.12xlarge` endpoints" in deploy
+
+
+def test_the_preflight_macro_takes_more_arguments_for_other_templates():
+    from common.notebooks.generator import _environment
+
+    source = ('{% import "_preflight.ipynb.j2" as preflight %}'
+              '{{ preflight.preflight_cells("tgi", "ml.g5.12xlarge", "instance_count=2") }}')
+    text = _environment().from_string(source).render()
+    code = text.split("%%% code\n", 1)[1]
+    assert code == ("preflight_report = common.preflight(\n"
+                    "    preset, region=region, session=boto_session, role=role, "
+                    "hf_token=hf_token,\n    instance_count=2\n)")
+    assert "`ml.g5.12xlarge` endpoints" in text and "free disk" not in text
