@@ -296,16 +296,19 @@ def check_model_access(model_id: str, hf_token: str | None, *,
 # --------------------------------------------------------------------------- disk
 
 
-def _weight_sizes(preset: Any, token: str | None, endpoint: str | None
-                  ) -> tuple[int, int, str]:
+def _weight_sizes(preset: Any, token: str | None, endpoint: str | None, *,
+                  ask_hub: bool = True) -> tuple[int, int, str]:
     """(total, largest file, where the numbers come from)."""
+    total = int(preset.weights_gib * 1024**3)
+    estimate = (total, min(total, _SHARD_ESTIMATE_BYTES),
+                f"estimated from the preset's {preset.params_billion:g} B parameters")
+    if not ask_hub:  # the access check failed or could not reach the Hub: do not wait again
+        return estimate[0], estimate[1], estimate[2] + ": the Hub's file list is out of reach"
     try:
         files = list_weight_files(preset.model_id, token=token or None, endpoint=endpoint)
     except Exception as exc:  # no access or no connection: estimate from the preset
-        total = int(preset.weights_gib * 1024**3)
-        return (total, min(total, _SHARD_ESTIMATE_BYTES),
-                f"estimated from the preset's {preset.params_billion:g} B parameters: the "
-                f"Hub's file list could not be read, {type(exc).__name__}")
+        return (estimate[0], estimate[1],
+                f"{estimate[2]}: the Hub's file list could not be read, {type(exc).__name__}")
     if not files:
         return 0, 0, "the Hub lists no weight files"
     return (sum(f.size for f in files), max(f.size for f in files),
@@ -314,7 +317,7 @@ def _weight_sizes(preset: Any, token: str | None, endpoint: str | None
 
 def check_disk(preset: Any, weights: str, *, staging_dir: str,
                disk_free: Callable[[str], int], hf_token: str | None = None,
-               endpoint: str | None = None) -> CheckResult:
+               endpoint: str | None = None, ask_hub: bool = True) -> CheckResult:
     """Check the notebook's free disk against what ``weights`` needs (see :func:`preflight`)."""
     check = "Notebook disk"
     if weights == WEIGHTS_HUB:
@@ -326,7 +329,7 @@ def check_disk(preset: Any, weights: str, *, staging_dir: str,
     except OSError as exc:
         return CheckResult(check, NOT_CHECKED, f"could not read the free space of "
                                                f"{staging_dir}: {exc}")
-    total, largest, source = _weight_sizes(preset, hf_token, endpoint)
+    total, largest, source = _weight_sizes(preset, hf_token, endpoint, ask_hub=ask_hub)
     needed = int((largest if weights == WEIGHTS_COPY else total) * _DISK_MARGIN)
     what = ("the largest file (one file at a time)" if weights == WEIGHTS_COPY
             else "the whole model (snapshot download)")
@@ -564,12 +567,14 @@ def preflight(
         raise ValueError("TGI downloads the weights inside the endpoint: use weights='hub'")
     boto_session = getattr(session, "boto_session", session) or boto3.Session()
     region = region or boto_session.region_name
+    access = check_model_access(preset.model_id, hf_token, endpoint=hub_endpoint)
     results: list[CheckResult] = [
         check_quota(boto_session, region, preset.instance_type, instance_count),
-        check_model_access(preset.model_id, hf_token, endpoint=hub_endpoint),
+        access,
         check_disk(preset, mode, staging_dir=str(staging_dir or tempfile.gettempdir()),
                    disk_free=disk_free or (lambda path: shutil.disk_usage(path).free),
-                   hf_token=hf_token, endpoint=hub_endpoint),
+                   hf_token=hf_token, endpoint=hub_endpoint,
+                   ask_hub=access.status == PASSED),
     ]
     role_arn = role
     if role_arn is None:

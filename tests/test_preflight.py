@@ -342,3 +342,30 @@ def test_the_preflight_macro_takes_more_arguments_for_other_templates():
                     "    preset, region=region, session=boto_session, role=role, "
                     "hf_token=hf_token,\n    instance_count=2\n)")
     assert "`ml.g5.12xlarge` endpoints" in text and "free disk" not in text
+
+
+def test_an_unreachable_hub_is_not_checked_and_the_disk_is_estimated(local_stack):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    report = common.preflight(LMI, hub_endpoint=f"http://127.0.0.1:{closed}", show=False,
+                              disk_free=lambda path: PLENTY)
+    checks = _by_check(report)
+    assert checks["Model access"].status == NOT_CHECKED
+    assert "could not be reached" in checks["Model access"].detail
+    assert checks["Notebook disk"].status == PASSED
+    assert "estimated from the preset" in checks["Notebook disk"].detail
+
+
+def test_offline_mode_is_not_checked(monkeypatch):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    def offline(self, *args, **kwargs):
+        raise OfflineModeIsEnabled("Cannot reach ...: offline mode is enabled.")
+
+    monkeypatch.setattr(HfApi, "auth_check", offline)
+    result = check_model_access(TGI.model_id, "hf_dummy_token_value")
+    assert result.status == NOT_CHECKED and "HF_HUB_OFFLINE" in result.detail
