@@ -140,6 +140,15 @@ class PreflightReport:
 # --------------------------------------------------------------------------- helpers
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The network errors of the HTTP client huggingface_hub uses (httpx2 in 2.x, else httpx)."""
+    try:
+        import httpx2 as httpx
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
+    return (httpx.TransportError, OSError)
+
+
 def _error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", type(exc).__name__))
@@ -254,23 +263,29 @@ def check_model_access(model_id: str, hf_token: str | None, *,
         from huggingface_hub import get_token
 
         token = get_token() or ""
-    if not token:
-        return CheckResult(
-            check, FAILED, f"no Hugging Face token: {model_id} is gated and cannot be "
-            "downloaded without one",
-            f"Create a read token at https://huggingface.co/settings/tokens with the account "
-            f"that accepted the licence on {page}, then export HF_TOKEN before starting Jupyter "
-            "or paste it when the notebook asks.")
+    no_token = CheckResult(
+        check, FAILED, f"no Hugging Face token: {model_id} is gated and cannot be "
+        "downloaded without one",
+        f"Create a read token at https://huggingface.co/settings/tokens with the account "
+        f"that accepted the licence on {page}, then export HF_TOKEN before starting Jupyter "
+        "or paste it when the notebook asks.")
     try:
-        HfApi(endpoint=endpoint).auth_check(model_id, token=token)
+        HfApi(endpoint=endpoint).auth_check(model_id, token=token or False)
+        if not token:
+            return CheckResult(check, PASSED, f"{model_id} is public: no token needed")
     except GatedRepoError as exc:
+        if not token:
+            return no_token
         message = getattr(exc, "server_message", "") or str(exc).splitlines()[-1]
         return CheckResult(
             check, FAILED, f"the token's account may not download {model_id}: {message}",
-            f"Open {page} logged in as the token's account, accept Meta's licence and "
-            "submit the form (access is granted after a review, usually within an hour); "
-            "then run this cell again. Or use a token of an account that has access.")
+            f"Open {page} logged in as the token's account, accept the model's licence "
+            "(Meta's, for Llama) and submit the form (access is granted after a review, "
+            "usually within an hour); then run this cell again. Or use a token of an account "
+            "that has access.")
     except RepositoryNotFoundError as exc:
+        if not token:  # the Hub answers 401 for a gated or private repository without a token
+            return no_token
         return CheckResult(
             check, FAILED, f"the Hub answers that {model_id} does not exist or this token "
             f"cannot see it ({str(exc).splitlines()[0]})",
@@ -287,7 +302,7 @@ def check_model_access(model_id: str, hf_token: str | None, *,
                 "The token is invalid or revoked: create a new read token at "
                 "https://huggingface.co/settings/tokens and set HF_TOKEN to it.")
         return CheckResult(check, NOT_CHECKED, f"the Hub could not be asked ({exc})")
-    except Exception as exc:  # connection errors: httpx's types vary by version
+    except _transport_errors() as exc:  # no connection, a proxy in the way, a timeout
         return CheckResult(check, NOT_CHECKED,
                            f"the Hub could not be reached ({type(exc).__name__}: {exc})")
     return CheckResult(check, PASSED, f"the token may download {model_id}")
@@ -304,9 +319,11 @@ def _weight_sizes(preset: Any, token: str | None, endpoint: str | None, *,
                 f"estimated from the preset's {preset.params_billion:g} B parameters")
     if not ask_hub:  # the access check failed or could not reach the Hub: do not wait again
         return estimate[0], estimate[1], estimate[2] + ": the Hub's file list is out of reach"
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
         files = list_weight_files(preset.model_id, token=token or None, endpoint=endpoint)
-    except Exception as exc:  # no access or no connection: estimate from the preset
+    except (HfHubHTTPError, *_transport_errors()) as exc:  # no access, no connection
         return (estimate[0], estimate[1],
                 f"{estimate[2]}: the Hub's file list could not be read, {type(exc).__name__}")
     if not files:

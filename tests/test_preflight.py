@@ -166,7 +166,7 @@ def test_a_token_without_the_licence_is_refused_with_the_model_page(local_stack)
     assert failure.check == "Model access"
     assert "you are not in the authorized list" in failure.detail
     assert "Open https://huggingface.co/meta-llama/Llama-2-7b-chat-hf" in failure.fix
-    assert "accept Meta's licence" in failure.fix
+    assert "accept the model's licence" in failure.fix
     # Once access is granted (the fix), the same check passes.
     assert check_model_access(TGI.model_id, None,
                               endpoint=local_stack.env["HF_ENDPOINT"]).status == PASSED
@@ -369,3 +369,15 @@ def test_offline_mode_is_not_checked(monkeypatch):
     monkeypatch.setattr(HfApi, "auth_check", offline)
     result = check_model_access(TGI.model_id, "hf_dummy_token_value")
     assert result.status == NOT_CHECKED and "HF_HUB_OFFLINE" in result.detail
+
+
+def test_a_public_model_needs_no_token(local_stack, monkeypatch):
+    import huggingface_hub
+
+    from common.local.hub import write_snapshot
+
+    write_snapshot(local_stack.hf_cache, "local-test/public-model", {"config.json": b"{}\n"})
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    result = check_model_access("local-test/public-model", "",
+                                endpoint=local_stack.env["HF_ENDPOINT"])
+    assert result.status == PASSED and "no token needed" in result.detail
