@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     with replay_server(ttft_s=args.ttft, tokens_per_s=args.tokens_per_s,
                        answer=answer) as server:
         use_server(server.url)
+        for engine in engines:  # warm up: imports, service models, first connection
+            bench.run(bench_arguments(args, 1, engine), out=io.StringIO())
         for level in args.levels:
             for engine in engines:
                 print(f"{engine} at {level} streams: {level * args.requests_per_stream} "
@@ -240,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Wall time {wall:.1f} s.",
         "Columns: stream_tok_s_min is the slowest stream's decode rate (tokens after the first "
         "/ time from the first to the last) and slowest_vs_pace that over the pace; "
-        "client_cpu_ms_per_stream is this process's CPU time over the level divided by its "
+        "client_cpu_ms_per_stream is this process's CPU time over the level (client set-up "
+        "included; imports and the first connection were warmed up before) divided by its "
         "requests; the shares are of one core over the level's wall time.",
         f"Machine: {machine()}; load average {load_before:.1f} before the run -- the machine "
         "is shared, so other work competes for the 2 cores (run it twice to see the noise).",
