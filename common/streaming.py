@@ -1056,6 +1056,19 @@ class _StreamFace:
 
     # -- decoding one event
 
+    def _step(self, event: Any) -> list[Token] | None:
+        """Decode one event from the source; return its tokens, ``None`` once all is done."""
+        try:  # the common case first; the end and other events go the slow way
+            data = event["PayloadPart"]["Bytes"]
+        except Exception:
+            data = None
+        if type(data) is bytes:
+            return self._decoder.feed(data)
+        try:
+            return self._decode(event)
+        except _Exhausted:
+            return None
+
     def _decode(self, event: Any) -> list[Token]:
         """Decode what the source gave that is not a plain ``PayloadPart``: the end
         (:data:`_END`), another event type, or something that is no event."""
@@ -1133,27 +1146,19 @@ class TokenStream(_StreamFace, Iterator[Token]):
     def _batches(self, events: Iterator[Any]) -> Iterator[list[Token]]:
         """Read events; yield the tokens of each that completes any (never an empty list)."""
         decoder = self._decoder
-        feed = decoder.feed
+        step = self._step
         while True:
             try:
                 event = next(events, _END)
             except BaseException as exc:
                 self._source_failed(exc)
-            try:  # the common case inline; the end and other events go the slow way
-                data = event["PayloadPart"]["Bytes"]
-            except Exception:
-                data = None
-            if type(data) is bytes:
-                batch = feed(data)
-            else:
-                try:
-                    batch = self._decode(event)
-                except _Exhausted:
-                    return
+            batch = step(event)
             if batch:
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
+            elif batch is None:
+                return
 
     def close(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection)."""
@@ -1214,27 +1219,19 @@ class AsyncTokenStream(_StreamFace, AsyncIterator[Token]):
     async def _batches(self, events: AsyncIterator[Any]) -> AsyncIterator[list[Token]]:
         """Read events; yield the tokens of each that completes any (never an empty list)."""
         decoder = self._decoder
-        feed = decoder.feed
+        step = self._step
         while True:
             try:
                 event = await anext(events, _END)
             except BaseException as exc:
                 self._source_failed(exc)
-            try:  # the common case inline; the end and other events go the slow way
-                data = event["PayloadPart"]["Bytes"]
-            except Exception:
-                data = None
-            if type(data) is bytes:
-                batch = feed(data)
-            else:
-                try:
-                    batch = self._decode(event)
-                except _Exhausted:
-                    return
+            batch = step(event)
             if batch:
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
+            elif batch is None:
+                return
 
     async def aclose(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection).

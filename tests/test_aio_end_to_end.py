@@ -9,17 +9,13 @@ reaches its runtime server through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, exact
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 
-import boto3
 import pytest
+from test_endpoints import _deploy
 
 import common
 from common.local.stack import LocalStack
 
-TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
-             "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
 PROMPT = common.build_llama2_prompt([{"role": "user", "content": "Announce AnyCloud."}])
 PAYLOAD = common.build_payload(PROMPT, container="tgi", max_new_tokens=48)
 
@@ -27,18 +23,7 @@ PAYLOAD = common.build_payload(PROMPT, container="tgi", max_new_tokens=48)
 @pytest.fixture(scope="module")
 def endpoint(local_stack: LocalStack) -> str:
     """A TGI endpoint, InService in the stand-in."""
-    sm = boto3.client("sagemaker")
-    name = f"aio-{uuid.uuid4().hex[:8]}"
-    preset = common.get_preset("7b", "tgi")
-    sm.create_model(ModelName=name, ExecutionRoleArn=os.environ["SAGEMAKER_EXECUTION_ROLE_ARN"],
-                    PrimaryContainer={"Image": TGI_IMAGE,
-                                      "Environment": preset.tgi_environment()})
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-        "InstanceType": preset.instance_type}])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    common.wait_for_endpoint(name, sagemaker_client=sm, poll_s=0.1, timeout_s=60,
-                             progress=False)
+    sm, name = _deploy("aio")
     yield name
     common.delete_endpoint_resources(name, sagemaker_client=sm)
 
