@@ -63,6 +63,7 @@ aiohttp exceptions are recognised by class name, so it can be copied into any pr
 from __future__ import annotations
 
 import codecs
+import contextlib
 import inspect
 import json
 import json.scanner
@@ -999,12 +1000,15 @@ class _StreamFace:
         self._source = event_stream
         self._batch: list[Token] = _NO_TOKENS
         self._next = 0
+        self.closed = False
 
     # -- attributes (the decoder's)
 
     @property
     def text(self) -> str:
         """The non-special text of the tokens handed out so far."""
+        if self.closed:
+            return self._text_at_close
         text = self._decoder.text
         rest = self._batch[self._next:]
         if rest:
@@ -1053,6 +1057,13 @@ class _StreamFace:
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} format={self.format!r} container={self.container!r} "
                 f"chars={len(self.text)} finish_reason={self.finish_reason!r}>")
+
+    def _stopping(self) -> None:
+        if not self.closed:
+            self._text_at_close = self.text
+        self.closed = True
+        self._batch = _NO_TOKENS
+        self._next = 0
 
     # -- decoding one event
 
@@ -1119,6 +1130,7 @@ class TokenStream(_StreamFace, Iterator[Token]):
             or ``"empty"`` -- once the first bytes arrived; ``None`` before.
         container: the ``container`` setting it was made with.
         stop_tokens: the token texts read as the end of the answer.
+        closed: ``True`` once :meth:`close` was called (the answer was stopped).
 
     Raises (while iterating):
         StreamError: or a subclass, with ``partial_text`` set -- see :func:`iter_tokens`.
@@ -1147,13 +1159,17 @@ class TokenStream(_StreamFace, Iterator[Token]):
         """Read events; yield the tokens of each that completes any (never an empty list)."""
         decoder = self._decoder
         step = self._step
-        while True:
+        while not self.closed:
             try:
                 event = next(events, _END)
             except BaseException as exc:
+                if self.closed and isinstance(exc, Exception):
+                    return  # the read broke because close() closed the body: a stop
                 self._source_failed(exc)
             batch = step(event)
             if batch:
+                if self.closed:  # closed (by another thread or task) while this part came in
+                    return
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
@@ -1161,12 +1177,17 @@ class TokenStream(_StreamFace, Iterator[Token]):
                 return
 
     def close(self) -> None:
-        """Stop decoding and close the underlying event stream (its HTTP connection)."""
-        self._gen.close()
-        self._batch = _NO_TOKENS
+        """Stop decoding and close the underlying event stream (its HTTP connection).
+
+        Safe to call while another thread is blocked reading the stream (a Stop button):
+        that reader then ends quietly, keeping ``.text``, instead of raising.
+        """
+        self._stopping()
         close = getattr(self._source, "close", None)
         if callable(close):
             close()
+        with contextlib.suppress(ValueError):  # "already executing": another thread reads
+            self._gen.close()
 
     def __enter__(self) -> TokenStream:
         return self
@@ -1220,13 +1241,17 @@ class AsyncTokenStream(_StreamFace, AsyncIterator[Token]):
         """Read events; yield the tokens of each that completes any (never an empty list)."""
         decoder = self._decoder
         step = self._step
-        while True:
+        while not self.closed:
             try:
                 event = await anext(events, _END)
             except BaseException as exc:
+                if self.closed and isinstance(exc, Exception):
+                    return  # the read broke because close() closed the body: a stop
                 self._source_failed(exc)
             batch = step(event)
             if batch:
+                if self.closed:  # closed (by another thread or task) while this part came in
+                    return
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
@@ -1236,15 +1261,18 @@ class AsyncTokenStream(_StreamFace, AsyncIterator[Token]):
     async def aclose(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection).
 
-        aiobotocore's ``close()`` is a coroutine and is awaited; a plain one is called.
+        aiobotocore's ``close()`` is a coroutine and is awaited; a plain one is called. Safe to
+        call from another task while one awaits the next token (a Stop button): that reader
+        then ends quietly, keeping ``.text``, instead of raising.
         """
-        await self._gen.aclose()
-        self._batch = _NO_TOKENS
+        self._stopping()
         close = getattr(self._source, "close", None)
         if callable(close):
             result = close()
             if inspect.isawaitable(result):
                 await result
+        with contextlib.suppress(RuntimeError):  # another task awaits the next event
+            await self._gen.aclose()
 
     async def __aenter__(self) -> AsyncTokenStream:
         return self
