@@ -220,8 +220,10 @@ class ScalingSimulator:
 
     def _values(self, account: str, region: str, metric: str, component: str,
                 start: float, end: float) -> list[float]:
+        # Gauges are stamped at the end of the period they cover; failures when they happen.
+        at_end = metric != "NoCapacityInvocationFailures"
         return [v for t, v in self._series.get((account, region, metric, component, ""), [])
-                if start <= t < end or (t == end and metric != "NoCapacityInvocationFailures")]
+                if (start < t <= end if at_end else start <= t < end)]
 
     def _evaluate_alarms(self, at: float) -> None:
         from moto.cloudwatch.models import cloudwatch_backends
