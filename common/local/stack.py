@@ -234,6 +234,7 @@ class LocalStack:
             copy_pace=self.copy_pace, fail_components=self._fail_components)
         self.control_plane = ControlPlane(
             self.workdir, endpoint_delay_s=self.endpoint_delay_s,
+            delete_delay_s=self._delete_delay_s(),
             fail_endpoints=self._fail_endpoints, region=self.region, port=self._port,
             clock=self.clock, extensions=[self.scaling.install])
         self.control_plane.start()
@@ -272,6 +273,11 @@ class LocalStack:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "IPYTHONDIR": str(ipython_dir),
         }
+
+    def _delete_delay_s(self) -> float:
+        """A tenth of the endpoint delay, at most one real second (in simulated seconds)."""
+        one_real_second = self.clock.time_scale or float("inf")  # a manual clock: no cap
+        return min(one_real_second, self.endpoint_delay_s / 10)
 
     def stop(self) -> None:
         """Stop the servers, restore ``os.environ`` if :meth:`apply_env` changed it, and
