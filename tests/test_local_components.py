@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -17,28 +16,14 @@ from datetime import timedelta
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from polling import unique_name, wait_until
 
 from common.local.components import NO_CAPACITY_MESSAGE, copy_concurrency_from
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
              "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
 LMI_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.36.0-lmi27.0.0-cu130"
-WAIT_S = 30.0  # a deadline for changes that take about a second; never a measurement
 BODY = json.dumps({"inputs": "[INST] Hello [/INST]", "parameters": {"max_new_tokens": 8}})
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _until(condition: Callable[[], object], what: str) -> object:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @pytest.fixture
@@ -92,7 +77,7 @@ def _error(call: Callable[[], object]) -> tuple[str, str]:
 
 def test_the_endpoint_config_keeps_the_role_and_a_variant_without_a_model(local_stack,
                                                                            sagemaker):
-    name = _name("ic-config")
+    name = unique_name("ic-config")
     _component_endpoint(sagemaker, local_stack, name)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=name)
     assert config["ExecutionRoleArn"] == local_stack.role_arn
@@ -105,14 +90,14 @@ def test_the_endpoint_config_keeps_the_role_and_a_variant_without_a_model(local_
 
 
 def test_a_component_walks_creating_inservice_updating_deleting_gone(local_stack, sagemaker):
-    name = _name("ic-life")
+    name = unique_name("ic-life")
     _component_endpoint(sagemaker, local_stack, name)
     _create_component(sagemaker, name)
     first = _describe(sagemaker, name)
     assert first["InferenceComponentStatus"] == "Creating"
     assert first["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 0}
     assert first["Specification"]["ModelName"] == name
-    _until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
+    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
            "InService")
     assert _describe(sagemaker, name)["RuntimeConfig"]["CurrentCopyCount"] == 1
     listed = sagemaker.list_inference_components(EndpointNameEquals=name)
@@ -121,14 +106,14 @@ def test_a_component_walks_creating_inservice_updating_deleting_gone(local_stack
     sagemaker.update_inference_component_runtime_config(
         InferenceComponentName=name, DesiredRuntimeConfig={"CopyCount": 2})
     assert _describe(sagemaker, name)["InferenceComponentStatus"] == "Updating"
-    _until(lambda: _describe(sagemaker, name)["RuntimeConfig"]["CurrentCopyCount"] == 2,
+    wait_until(lambda: _describe(sagemaker, name)["RuntimeConfig"]["CurrentCopyCount"] == 2,
            "two copies (the second on a new instance)")
     assert sagemaker.describe_endpoint(EndpointName=name)["ProductionVariants"][0][
         "CurrentInstanceCount"] == 2
 
     sagemaker.delete_inference_component(InferenceComponentName=name)
     assert _describe(sagemaker, name)["InferenceComponentStatus"] == "Deleting"
-    code, message = _until(lambda: _gone(sagemaker, name), "the component to go")
+    code, message = wait_until(lambda: _gone(sagemaker, name), "the component to go")
     assert code == "ValidationException"
     assert "Could not find inference component" in message
 
@@ -142,17 +127,17 @@ def _gone(sagemaker, name: str) -> tuple[str, str] | None:
 
 
 def test_copies_that_do_not_fit_stay_pending(local_stack, sagemaker):
-    name = _name("ic-pending")
+    name = unique_name("ic-pending")
     _component_endpoint(sagemaker, local_stack, name, max_instances=1)
     _create_component(sagemaker, name, copies=3)  # one GPU per g5.2xlarge, one instance
-    _until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
+    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
            "InService")
     assert _describe(sagemaker, name)["RuntimeConfig"] == {"DesiredCopyCount": 3,
                                                            "CurrentCopyCount": 1}
 
 
 def test_a_copy_larger_than_an_instance_fails_with_a_reason(local_stack, sagemaker):
-    name = _name("ic-toobig")
+    name = unique_name("ic-toobig")
     _component_endpoint(sagemaker, local_stack, name)
     _create_component(sagemaker, name, accelerators=4)
     described = _describe(sagemaker, name)
@@ -161,7 +146,7 @@ def test_a_copy_larger_than_an_instance_fails_with_a_reason(local_stack, sagemak
 
 
 def test_a_component_needs_an_endpoint_without_a_model(local_stack, sagemaker):
-    name = _name("ic-plain")
+    name = unique_name("ic-plain")
     sagemaker.create_model(ModelName=name, ExecutionRoleArn=local_stack.role_arn,
                            PrimaryContainer={"Image": TGI_IMAGE})
     sagemaker.create_endpoint_config(
@@ -182,14 +167,14 @@ def test_a_component_needs_an_endpoint_without_a_model(local_stack, sagemaker):
 
 
 def test_routing_errors_and_no_capacity(local_stack, sagemaker, runtime, request_log):
-    name = _name("ic-route")
+    name = unique_name("ic-route")
     _component_endpoint(sagemaker, local_stack, name)
     _create_component(sagemaker, name)
     code, message = _error(lambda: runtime.invoke_endpoint(
         EndpointName=name, InferenceComponentName=name, Body=BODY,
         ContentType="application/json"))
     assert (code, message) == ("ValidationError", NO_CAPACITY_MESSAGE)  # still starting
-    _until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
+    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
            "InService")
     code, message = _error(lambda: runtime.invoke_endpoint(
         EndpointName=name, Body=BODY, ContentType="application/json"))
@@ -228,15 +213,15 @@ def test_routing_errors_and_no_capacity(local_stack, sagemaker, runtime, request
             StartTime=clock.wall(0), EndTime=clock.wall() + timedelta(hours=1))
         return sum(result["MetricDataResults"][0]["Values"])
 
-    assert _until(lambda: failures() >= 2, "two NoCapacityInvocationFailures datapoints")
+    assert wait_until(lambda: failures() >= 2, "two NoCapacityInvocationFailures datapoints")
 
 
 def test_a_copy_serves_a_bounded_number_of_streams_and_queues_the_rest(local_stack, sagemaker,
                                                                        runtime, request_log):
-    name = _name("ic-queue")
+    name = unique_name("ic-queue")
     _component_endpoint(sagemaker, local_stack, name)
     _create_component(sagemaker, name)
-    _until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
+    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
            "InService")
     manager = local_stack.scaling.manager
     component = manager.component(local_stack.control_plane.account_id, local_stack.region,
@@ -286,7 +271,7 @@ def test_sagemaker_core_creates_waits_for_and_deletes_a_component(local_stack, s
         InferenceComponentSpecification,
     )
 
-    name = _name("ic-core")
+    name = unique_name("ic-core")
     _component_endpoint(sagemaker, local_stack, name)
     component = InferenceComponent.create(
         inference_component_name=name, endpoint_name=name, variant_name="AllTraffic",
