@@ -23,6 +23,15 @@ RESOURCE = f"inference-component/{IC}"
 DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 
 
+def refusal(call) -> str:
+    """The error code and message a call is refused with."""
+    try:
+        call()
+    except ClientError as exc:
+        return f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
+    return "accepted"
+
+
 def main() -> dict:
     clock = ManualClock()
     out: dict = {"samples": {}, "errors": []}
@@ -144,11 +153,51 @@ def main() -> dict:
              "cause": a["Cause"]} for a in reversed(activities)]
         points = stack.scaling.datapoints("ConcurrentRequestsPerCopy", IC)
         out["concurrency"] = [[t, round(v, 3)] for t, v in points if t <= 300]
+        invocations = stack.scaling.datapoints("InvocationsPerCopy", IC)
+        out["invocations"] = [[t, round(v, 3)] for t, v in invocations if v > 0 and t <= 300]
         out["events"] = stack.scaling_events()
-        try:
-            sm.delete_inference_component(InferenceComponentName="missing")
-        except ClientError as exc:
-            out["errors"].append(exc.response["Error"]["Message"])
+        out["errors"].append(refusal(lambda: sm.delete_inference_component(
+            InferenceComponentName="missing")))
+        out["errors"].append(refusal(lambda: aas.register_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId="inference-component/missing",
+            ScalableDimension=DIMENSION, MinCapacity=0, MaxCapacity=1)))
+        out["errors"].append(refusal(lambda: aas.put_scaling_policy(
+            PolicyName="orphan", ServiceNamespace="sagemaker",
+            ResourceId="inference-component/missing", ScalableDimension=DIMENSION,
+            PolicyType="StepScaling", StepScalingPolicyConfiguration={
+                "AdjustmentType": "ChangeInCapacity",
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]})))
+        out["registered"] = {
+            "targets": [t["ResourceId"] for t in aas.describe_scalable_targets(
+                ServiceNamespace="sagemaker", ScalableDimension=DIMENSION)["ScalableTargets"]],
+            "policies": sorted(p["PolicyName"] for p in aas.describe_scaling_policies(
+                ServiceNamespace="sagemaker", ResourceId=RESOURCE)["ScalingPolicies"]),
+            "alarms": len(cw.describe_alarms()["MetricAlarms"]),
+        }
+        # Clean-up in the order that works: alarm, policies, target, component, endpoint...
+        cw.delete_alarms(AlarmNames=["ic-scale-from-zero"])
+        for policy in ("track", "from-zero"):
+            aas.delete_scaling_policy(PolicyName=policy, ServiceNamespace="sagemaker",
+                                      ResourceId=RESOURCE, ScalableDimension=DIMENSION)
+        aas.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=RESOURCE,
+                                       ScalableDimension=DIMENSION)
+        sm.delete_inference_component(InferenceComponentName=IC)
+        stack.advance(10)
+        sm.delete_endpoint(EndpointName="ep")
+        stack.advance(20)
+        sm.delete_endpoint_config(EndpointConfigName="cfg")
+        sm.delete_model(ModelName="m")
+        out["left"] = {
+            "targets": aas.describe_scalable_targets(ServiceNamespace="sagemaker")[
+                "ScalableTargets"],
+            "policies": aas.describe_scaling_policies(ServiceNamespace="sagemaker")[
+                "ScalingPolicies"],
+            "alarms": cw.describe_alarms()["MetricAlarms"],
+            "components": sm.list_inference_components()["InferenceComponents"],
+            "endpoints": sm.list_endpoints()["Endpoints"],
+            "configs": sm.list_endpoint_configs()["EndpointConfigs"],
+            "models": sm.list_models()["Models"],
+        }
     return out
 
 

@@ -104,7 +104,31 @@ def test_every_change_is_a_scaling_event_in_simulated_seconds(timeline):
     assert any("copies 1 -> 6" in m for m in messages)
 
 
-def test_an_unknown_component_is_a_validation_error(timeline):
-    assert timeline["errors"][1] == (
-        'Could not find inference component '
+def test_invocations_per_copy_count_requests_that_got_a_copy(timeline):
+    # 4 streams got the one copy in 180-190; the 8 queued got the 3 new copies at 270, the
+    # end of the period 260-270 (8 over 4 serving copies).
+    assert timeline["invocations"] == [[190.0, 4.0], [270.0, 2.0]]
+
+
+def test_unknown_resources_are_refused_with_aws_texts(timeline):
+    missing, register, policy = timeline["errors"][1:4]
+    assert missing == (
+        'ValidationException: Could not find inference component '
         '"arn:aws:sagemaker:us-east-1:123456789012:inference-component/missing".')
+    assert register.startswith("ValidationException: The inference component missing")
+    assert policy == (
+        "ValidationException: No scalable target registered for service namespace: "
+        "sagemaker, resource ID: inference-component/missing, scalable dimension: "
+        "sagemaker:inference-component:DesiredCopyCount")
+
+
+def test_targets_policies_and_their_alarms_are_described(timeline):
+    registered = timeline["registered"]
+    assert registered["targets"] == ["inference-component/ic-scale"]
+    assert registered["policies"] == ["from-zero", "track"]
+    assert registered["alarms"] == 3  # AlarmHigh and AlarmLow of the policy, and ours
+
+
+def test_clean_up_in_order_leaves_nothing(timeline):
+    assert timeline["left"] == {"targets": [], "policies": [], "alarms": [], "components": [],
+                                "endpoints": [], "configs": [], "models": []}
