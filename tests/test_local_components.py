@@ -286,3 +286,57 @@ def test_sagemaker_core_creates_waits_for_and_deletes_a_component(local_stack, s
     assert InferenceComponent.get(name).inference_component_status == "InService"
     component.delete()
     component.wait_for_delete(poll=1, timeout=30)
+
+
+def test_a_component_can_be_made_to_fail_and_cannot_be_deleted_while_creating(
+        local_stack, sagemaker):
+    name = unique_name("ic-fail")
+    _component_endpoint(sagemaker, local_stack, name)
+    local_stack.fail_component(name)
+    try:
+        _create_component(sagemaker, name)
+        code, message = _error(lambda: sagemaker.delete_inference_component(
+            InferenceComponentName=name))
+        assert code == "ValidationException" and "while it is Creating" in message
+        wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "Failed",
+                   "Failed")
+    finally:
+        local_stack.clear_faults()
+    assert "did not pass the ping health check" in _describe(sagemaker, name)["FailureReason"]
+    sagemaker.delete_inference_component(InferenceComponentName=name)  # Failed: deletable
+
+
+def test_a_new_specification_takes_effect_after_a_copy_start_up(local_stack, sagemaker,
+                                                                 runtime, request_log):
+    name = unique_name("ic-spec")
+    _component_endpoint(sagemaker, local_stack, name)
+    _create_component(sagemaker, name)
+    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
+               "InService")
+    sagemaker.update_inference_component(
+        InferenceComponentName=name,
+        Specification={"Container": {"Image": LMI_IMAGE, "Environment": {
+                           "OPTION_MAX_ROLLING_BATCH_SIZE": "2"}},
+                       "ComputeResourceRequirements": {
+                           "NumberOfAcceleratorDevicesRequired": 1,
+                           "MinMemoryRequiredInMb": 1024}})
+    assert _describe(sagemaker, name)["InferenceComponentStatus"] == "Updating"
+    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
+               "InService again")
+    spec = _describe(sagemaker, name)["Specification"]
+    assert spec["Container"]["DeployedImage"]["SpecifiedImage"] == LMI_IMAGE
+    runtime.invoke_endpoint(EndpointName=name, InferenceComponentName=name,
+                            Body=json.dumps({"inputs": "Hello", "parameters": {
+                                "max_new_tokens": 4}}), ContentType="application/json")
+    assert request_log()[-1]["container"] == "lmi"
+
+
+def test_the_cli_takes_the_scaling_flags():
+    from common.local.__main__ import build_parser
+
+    args = build_parser().parse_args(["--time-scale", "120", "--copy-concurrency", "4",
+                                      "--copy-ttft", "0.05", "--copy-tokens-per-second", "1000"])
+    assert (args.time_scale, args.copy_concurrency, args.copy_ttft_s,
+            args.copy_tokens_per_s) == (120.0, 4, 0.05, 1000.0)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--time-scale", "0"])

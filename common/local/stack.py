@@ -419,10 +419,20 @@ class LocalStack:
         """Make endpoints called ``name`` (or matching it) go ``Failed`` with ``reason``."""
         self._require(self.control_plane).fail_endpoint(name, reason)
 
+    def fail_component(self, name: str) -> None:
+        """Make inference components called ``name`` (or matching it, ``fnmatch``) go
+        ``Failed`` (a failed ping health check) instead of ``InService``."""
+        manager = self._require(self.scaling).manager
+        with self._require(self.control_plane)._lock:
+            manager.fail_patterns.append(name)
+
     def clear_faults(self) -> None:
-        """Clear the runtime server's fault and the control plane's failing endpoints."""
+        """Clear the runtime server's fault, the control plane's failing endpoints and the
+        failing inference components."""
         self._require(self.runtime).set_fault(None)
         self._require(self.control_plane).clear_faults()
+        with self._require(self.control_plane)._lock:
+            self._require(self.scaling).manager.fail_patterns.clear()
 
     # ----------------------------------------------------------------- scaling
 
