@@ -298,3 +298,67 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def run_sweep(
+    endpoint_name: str,
+    payload: Mapping[str, Any],
+    levels: Sequence[int],
+    *,
+    requests_per_level: int | None = None,
+    inference_component: str | None = None,
+    container: str = "auto",
+    region: str | None = None,
+    progress: Any = None,
+) -> list[LevelReport]:
+    """Measure one endpoint (or inference component) at each concurrency level in turn.
+
+    Each level sends ``requests_per_level`` streaming requests (default: twice the level, so
+    every stream slot is used twice), ``level`` at a time, through
+    :func:`common.endpoints.invoke_stream` with one shared ``sagemaker-runtime`` client.
+
+    Args:
+        endpoint_name: the endpoint.
+        payload: the streaming request body (``"stream": true``).
+        levels: the concurrency levels, e.g. ``[1, 2, 4, 8, 16, 32]``.
+        requests_per_level: requests per level (default ``2 * level``).
+        inference_component: the component to call (``InferenceComponentName``).
+        container: the stream format (``"tgi"``, ``"lmi"`` or ``"auto"``).
+        region: the AWS region (default: the session's).
+        progress: ``None``/``True`` shows a tqdm bar per level on stderr, ``False`` none; a
+            callable is called with 1 after each finished request.
+
+    Returns:
+        One :class:`LevelReport` per level, in order.
+
+    Raises:
+        ValueError: for an empty list of levels or a level below 1.
+    """
+    from common.endpoints import invoke_stream, runtime_client
+
+    checked = [int(level) for level in levels]
+    if not checked or any(level < 1 for level in checked):
+        raise ValueError(f"levels must be positive concurrency levels like [1, 2, 4]; got "
+                         f"{list(levels)!r}")
+    client = runtime_client(region, max_pool_connections=max(10, max(checked)))
+
+    def invoke():
+        return invoke_stream(client, endpoint_name, payload, container=container,
+                             inference_component=inference_component)
+
+    reports = []
+    for level in checked:
+        count = requests_per_level or 2 * level
+        bar = None
+        update = progress if callable(progress) else None
+        if progress is None or progress is True:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=count, desc=f"{level} concurrent", unit="req", file=sys.stderr)
+            update = bar.update
+        try:
+            reports.append(run_level(invoke, level, count, progress=update))
+        finally:
+            if bar is not None:
+                bar.close()
+    return reports
