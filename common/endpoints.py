@@ -502,7 +502,7 @@ def _request(endpoint_name: str, body: bytes, custom_attributes: str | None,
     return kwargs
 
 
-CAPACITY_POLL_S = (1.0, 15.0)
+CAPACITY_POLL_S = (1.0, 5.0)
 """First and longest pause between two tries while :func:`invoke_stream` waits for capacity
 (each pause is 1.5 times the last); every try that meets "no capacity" also counts in
 SageMaker's ``NoCapacityInvocationFailures`` metric, which is what the scale-out alarm reads."""
@@ -605,7 +605,7 @@ def invoke_stream(
             required on an endpoint that hosts inference components.
         wait_for_capacity: seconds to wait when the component has no copy (it scaled in to
             zero): the call says so, shows a progress line and tries again (pausing 1 s,
-            then 1.5 times longer each time, at most 15 s) until a copy serves or the time
+            then 1.5 times longer each time, at most 5 s) until a copy serves or the time
             is up. ``None`` (the default) raises :class:`~common.errors.NoCapacityError` at
             once.
         max_attempts / backoff_s / sleep / jitter: the retry policy (``sleep`` and ``jitter``

@@ -102,7 +102,8 @@ def wait_for_inference_component(
         name: the inference component.
         sagemaker_client: a boto3 ``sagemaker`` client (default: a new one).
         timeout_s: give up after this many seconds.
-        poll_s: seconds between polls.
+        poll_s: the longest pause between polls; the first pause is 1 s and each next one
+            1.5 times longer, so a quick start is seen quickly.
         progress: show the line.
         clock / sleep / out: injectable for tests; ``out`` defaults to ``sys.stdout``.
 
@@ -121,6 +122,7 @@ def wait_for_inference_component(
     client = _client(sagemaker_client, "sagemaker")
     line = _Line(out, progress)
     started = clock()
+    pause = min(1.0, poll_s)
     while True:
         try:
             described = client.describe_inference_component(InferenceComponentName=name)
@@ -154,7 +156,8 @@ def wait_for_inference_component(
                 "the endpoint's ManagedInstanceScaling allows an instance for it; then wait "
                 "again with a longer timeout.")
         line.show(f"{state} (elapsed {_elapsed(elapsed)})")
-        sleep(max(0.0, min(poll_s, timeout_s - elapsed)))
+        sleep(max(0.0, min(pause, timeout_s - elapsed)))
+        pause = min(pause * 1.5, poll_s)
 
 
 # --------------------------------------------------------------------------- load
@@ -406,7 +409,7 @@ def watch_scaling(
     load: BackgroundLoad | None = None,
     sagemaker_client: Any = None,
     timeout_s: float = 3600,
-    poll_s: float = 5,
+    poll_s: float = 2,
     title: str | None = None,
     mode: str | None = None,
     clock: Callable[[], float] = time.monotonic,

@@ -221,8 +221,8 @@ def test_waiting_for_a_component_shows_status_and_copies():
     result, shown = _wait([_described("Creating"), _described("Creating"),
                            _described("InService", 1, 1)])
     assert result["InferenceComponentStatus"] == "InService"
-    assert f"\r{IC}: Creating, copies 0/1 (elapsed 00:10)" in shown
-    assert shown.rstrip(" \n").endswith(f"{IC}: InService, copies 1/1 after 00:20")
+    assert f"\r{IC}: Creating, copies 0/1 (elapsed 00:01)" in shown  # pauses 1 s, then 1.5 s
+    assert shown.rstrip(" \n").endswith(f"{IC}: InService, copies 1/1 after 00:02")
 
 
 def test_a_failed_component_raises_with_its_reason():
@@ -239,7 +239,7 @@ def test_a_missing_component_says_so():
 
 def test_waiting_for_a_component_times_out_with_advice():
     with pytest.raises(DeploymentError, match="still Creating after 30 s"):
-        _wait([_described("Creating")] * 4, timeout_s=30)
+        _wait([_described("Creating")] * 8, timeout_s=30)  # pauses 1, 1.5, 2.25, ... then 10
 
 
 # --------------------------------------------------------------------------- load and watch
