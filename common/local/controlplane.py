@@ -187,7 +187,12 @@ class ControlPlane:
             instead of ``InService``, with :func:`default_failure_reason`.
         region: the region the execution role and :meth:`lookup` default to.
         port: the proxy's port on 127.0.0.1 (0 picks a free one).
-        clock: a monotonic clock, replaceable in tests.
+        clock: the stand-in's clock (:mod:`common.local.clock`; any function returning
+            seconds works): every delay above is measured in its (simulated) seconds.
+        extensions: functions called as ``extension(plane, patch)`` once moto is patched,
+            to add more fixes (``patch(owner, name, value)`` is undone on :meth:`stop`);
+            the inference components and Application Auto Scaling come in this way
+            (:mod:`common.local.autoscaling`).
 
     Only one control plane may run in a process at a time: moto's backends are global.
     """
@@ -205,6 +210,8 @@ class ControlPlane:
         region: str = DEFAULT_REGION,
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        extensions: Iterable[Callable[[ControlPlane, Callable[[object, str, object], None]],
+                                      None]] = (),
     ) -> None:
         if endpoint_delay_s < 0:
             raise ValueError(f"endpoint_delay_s must be >= 0, got {endpoint_delay_s}")
@@ -216,6 +223,7 @@ class ControlPlane:
         self.account_id = DEFAULT_ACCOUNT_ID
         self._port = port
         self._clock = clock
+        self._extensions = tuple(extensions)
         self._state = _State(rules=[_FailRule(p, None) for p in fail_endpoints])
         self._lock = threading.RLock()
         self._patches = _Patches()
@@ -292,6 +300,8 @@ class ControlPlane:
         self._patch_certificates()
         self._patch_passthrough(ProxyRequestHandler)
         self._patch_sagemaker()
+        for extension in self._extensions:
+            extension(self, self._patches.set)
         try:
             self._server = _ProxyServer(("127.0.0.1", self._port), ProxyRequestHandler)
         except OSError as exc:
