@@ -523,6 +523,7 @@ def _delete_component(sm: Any, name: str, *, timeout_s: float, poll_s: float,
 
     started = clock()
     asked = False
+    pause = min(1.0, poll_s)
     while True:
         try:
             described = sm.describe_inference_component(InferenceComponentName=name)
@@ -544,7 +545,8 @@ def _delete_component(sm: Any, name: str, *, timeout_s: float, poll_s: float,
                 f"Inference component {name!r} is still {status} after {elapsed:.0f} s"
                 f"{'' if asked else ' (one that is Creating or Updating cannot be deleted)'}. "
                 "It keeps billing: run the clean-up again later, or delete it in the console.")
-        sleep(max(0.0, min(poll_s, timeout_s - elapsed)))
+        sleep(max(0.0, min(pause, timeout_s - elapsed)))
+        pause = min(pause * 1.5, poll_s)
 
 
 def delete_scaling_resources(
@@ -573,7 +575,8 @@ def delete_scaling_resources(
     3. the scalable target, deregistered with the **inference-component** dimension
        (``sagemaker:inference-component:DesiredCopyCount``);
     4. the inference component -- waiting while it is ``Creating``/``Updating`` (it cannot
-       be deleted then) and until it is gone;
+       be deleted then) and until it is gone (polling after 1 s, then 1.5 times longer each
+       time, at most ``poll_s``);
     5. the endpoint, its configuration, the model and the S3 prefix, as
        :func:`common.endpoints.delete_endpoint_resources` does.
 

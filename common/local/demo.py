@@ -141,7 +141,8 @@ def main(args: argparse.Namespace) -> int:
     stack_options: dict[str, Any] = {"backend": args.backend}
     if scale:
         stack_options.update(SCALE_DEMO_STACK)
-    for name in ("endpoint_delay_s", "ttft_s", "tokens_per_s", "time_scale"):
+    for name in ("endpoint_delay_s", "ttft_s", "tokens_per_s", "time_scale", "copy_concurrency",
+                 "copy_ttft_s", "copy_tokens_per_s"):
         value = getattr(args, name, None)
         if value is not None:
             stack_options[name] = value
