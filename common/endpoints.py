@@ -24,7 +24,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from common.errors import (
@@ -508,6 +508,17 @@ CAPACITY_POLL_S = (1.0, 5.0)
 SageMaker's ``NoCapacityInvocationFailures`` metric, which is what the scale-out alarm reads."""
 
 
+def _growing_pauses(first: float, longest: float) -> Iterator[float]:
+    """Yield pauses between polls: ``first`` seconds, then 1.5 times longer, at most ``longest``.
+
+    A quick state change is seen quickly, and a long wait costs few calls.
+    """
+    pause = min(first, longest)
+    while True:
+        yield pause
+        pause = min(pause * 1.5, longest)
+
+
 def _call_with_capacity_wait(
     call: Callable[[], Any],
     inference_component: str | None,
@@ -529,7 +540,7 @@ def _call_with_capacity_wait(
                          f"{wait_for_capacity!r}")
     stream = out if out is not None else sys.stdout
     started = clock()
-    pause, longest = CAPACITY_POLL_S
+    pauses = _growing_pauses(*CAPACITY_POLL_S)
     tries = 0
     while True:
         tries += 1
@@ -554,8 +565,7 @@ def _call_with_capacity_wait(
             stream.write(f"\rwaiting for a copy: {_elapsed(elapsed)} elapsed, {tries} "
                          f"tr{'ies' if tries != 1 else 'y'} so far ")
             stream.flush()
-            sleep(max(0.0, min(pause, wait_for_capacity - elapsed)))
-            pause = min(pause * 1.5, longest)
+            sleep(max(0.0, min(next(pauses), wait_for_capacity - elapsed)))
             continue
         if tries > 1:
             stream.write(f"\ra copy is serving after {_elapsed(clock() - started)} "

@@ -32,7 +32,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from common.endpoints import _client, _delete, _elapsed, _is_missing, delete_endpoint_resources
+from common.endpoints import (
+    _client,
+    _delete,
+    _elapsed,
+    _growing_pauses,
+    _is_missing,
+    delete_endpoint_resources,
+)
 from common.errors import DeploymentError, InferenceComponentFailedError
 from common.metrics import percentile
 
@@ -122,7 +129,7 @@ def wait_for_inference_component(
     client = _client(sagemaker_client, "sagemaker")
     line = _Line(out, progress)
     started = clock()
-    pause = min(1.0, poll_s)
+    pauses = _growing_pauses(1.0, poll_s)
     while True:
         try:
             described = client.describe_inference_component(InferenceComponentName=name)
@@ -156,8 +163,7 @@ def wait_for_inference_component(
                 "the endpoint's ManagedInstanceScaling allows an instance for it; then wait "
                 "again with a longer timeout.")
         line.show(f"{state} (elapsed {_elapsed(elapsed)})")
-        sleep(max(0.0, min(pause, timeout_s - elapsed)))
-        pause = min(pause * 1.5, poll_s)
+        sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 
 # --------------------------------------------------------------------------- load
@@ -523,7 +529,7 @@ def _delete_component(sm: Any, name: str, *, timeout_s: float, poll_s: float,
 
     started = clock()
     asked = False
-    pause = min(1.0, poll_s)
+    pauses = _growing_pauses(1.0, poll_s)
     while True:
         try:
             described = sm.describe_inference_component(InferenceComponentName=name)
@@ -545,8 +551,7 @@ def _delete_component(sm: Any, name: str, *, timeout_s: float, poll_s: float,
                 f"Inference component {name!r} is still {status} after {elapsed:.0f} s"
                 f"{'' if asked else ' (one that is Creating or Updating cannot be deleted)'}. "
                 "It keeps billing: run the clean-up again later, or delete it in the console.")
-        sleep(max(0.0, min(pause, timeout_s - elapsed)))
-        pause = min(pause * 1.5, poll_s)
+        sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 
 def delete_scaling_resources(
