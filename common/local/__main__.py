@@ -269,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # logger at stdout, mixing log lines into the export lines.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Scaling events (copies, instances, alarms, scaling activities) are worth watching.
+    logging.getLogger("common.local.scaling").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
     try:

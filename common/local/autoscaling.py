@@ -52,6 +52,7 @@ METRIC_NAMESPACE = "AWS/SageMaker"
 METRIC_PERIOD_S = 10.0
 DEFAULT_COOLDOWN_S = 300.0
 SCALE_IN_RATIO = 0.9
+SERIES_KEPT_S = 3600.0  # simulated seconds of datapoints kept for alarm evaluation
 
 PREDEFINED_METRICS: dict[str, tuple[str, str, float]] = {
     # predefined metric type -> (CloudWatch metric, statistic, AlarmHigh period)
@@ -212,7 +213,10 @@ class ScalingSimulator:
                            ("InvocationsPerCopy", at, invocations / serving)]
             cloudwatch = cloudwatch_backends[account][region]
             for metric, t, value in points:
-                self._series[(account, region, metric, name, "")].append((t, value))
+                series = self._series[(account, region, metric, name, "")]
+                series.append((t, value))
+                if series[0][0] < at - SERIES_KEPT_S:  # alarms look back 15 minutes at most
+                    series[:] = [p for p in series if p[0] >= at - SERIES_KEPT_S]
                 cloudwatch.metric_data.append(MetricDatum(
                     METRIC_NAMESPACE, metric, value,
                     [{"Name": "InferenceComponentName", "Value": name}],
@@ -220,8 +224,10 @@ class ScalingSimulator:
 
     def _values(self, account: str, region: str, metric: str, component: str,
                 start: float, end: float) -> list[float]:
+        # Gauges are stamped at the end of the period they cover; failures when they happen.
+        at_end = metric != "NoCapacityInvocationFailures"
         return [v for t, v in self._series.get((account, region, metric, component, ""), [])
-                if start <= t < end or (t == end and metric != "NoCapacityInvocationFailures")]
+                if (start < t <= end if at_end else start <= t < end)]
 
     def _evaluate_alarms(self, at: float) -> None:
         from moto.cloudwatch.models import cloudwatch_backends

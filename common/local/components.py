@@ -701,6 +701,7 @@ class ComponentManager:
         return woke
 
     def _fail_waiting(self, component: _Component, message: str) -> None:
+        self._account_load(component, self.clock.now())
         while component.waiting:
             ticket = component.waiting.popleft()
             ticket.failed = InvocationRejected(400, "ValidationError", message)
@@ -773,6 +774,9 @@ class Admission:
                         break
                     if self.ticket.failed is not None:
                         raise self.ticket.failed
+                    if not self.component.live():  # scaled to zero while this one waited
+                        self.component.no_capacity.append(manager.clock.now())
+                        raise InvocationRejected(400, "ValidationError", NO_CAPACITY_MESSAGE)
                     if stop is not None and stop.is_set():
                         raise InvocationRejected(503, "ServiceUnavailable",
                                                  "The stand-in is stopping.")

@@ -287,6 +287,10 @@ def install_component_api(plane: Any, manager: ComponentManager,
         backend = response.sagemaker_backend
         with plane._lock:
             component = find(backend, response._get_param("InferenceComponentName"))
+            if component.status == "Creating":  # SageMaker refuses it; it keeps billing
+                raise ValidationError(message=(
+                    f"Cannot delete inference component \"{component.arn}\" while it is "
+                    "Creating; wait until it is InService or Failed, then delete it."))
             if component.status != "Deleting":
                 manager.delete(backend.account_id, backend.region_name, component)
             return EmptyResult()

@@ -234,6 +234,7 @@ class LocalStack:
             copy_pace=self.copy_pace, fail_components=self._fail_components)
         self.control_plane = ControlPlane(
             self.workdir, endpoint_delay_s=self.endpoint_delay_s,
+            delete_delay_s=self._delete_delay_s(),
             fail_endpoints=self._fail_endpoints, region=self.region, port=self._port,
             clock=self.clock, extensions=[self.scaling.install])
         self.control_plane.start()
@@ -272,6 +273,11 @@ class LocalStack:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "IPYTHONDIR": str(ipython_dir),
         }
+
+    def _delete_delay_s(self) -> float:
+        """A tenth of the endpoint delay, at most one real second (in simulated seconds)."""
+        one_real_second = self.clock.time_scale or float("inf")  # a manual clock: no cap
+        return min(one_real_second, self.endpoint_delay_s / 10)
 
     def stop(self) -> None:
         """Stop the servers, restore ``os.environ`` if :meth:`apply_env` changed it, and
@@ -413,10 +419,20 @@ class LocalStack:
         """Make endpoints called ``name`` (or matching it) go ``Failed`` with ``reason``."""
         self._require(self.control_plane).fail_endpoint(name, reason)
 
+    def fail_component(self, name: str) -> None:
+        """Make inference components called ``name`` (or matching it, ``fnmatch``) go
+        ``Failed`` (a failed ping health check) instead of ``InService``."""
+        manager = self._require(self.scaling).manager
+        with self._require(self.control_plane)._lock:
+            manager.fail_patterns.append(name)
+
     def clear_faults(self) -> None:
-        """Clear the runtime server's fault and the control plane's failing endpoints."""
+        """Clear the runtime server's fault, the control plane's failing endpoints and the
+        failing inference components."""
         self._require(self.runtime).set_fault(None)
         self._require(self.control_plane).clear_faults()
+        with self._require(self.control_plane)._lock:
+            self._require(self.scaling).manager.fail_patterns.clear()
 
     # ----------------------------------------------------------------- scaling
 
