@@ -2,9 +2,11 @@
 
 The client core -- prompts, stream decoding, errors, metrics -- needs only the standard
 library (and botocore's exceptions, imported lazily); presets, endpoints, the live display and
-the load tool build on it. ``common.local`` (the SageMaker stand-in) is not imported here.
+the load tool build on it. The async helpers (``ainvoke_stream``, ``async_runtime_client``)
+import aiobotocore only when called. ``common.local`` (the SageMaker stand-in) is not imported here.
 """
 
+from common.aio import ainvoke, ainvoke_stream, async_runtime_client
 from common.capacity import (
     IdleCost,
     TargetChoice,
@@ -71,11 +73,24 @@ from common.scaling import (
     wait_for_inference_component,
     watch_scaling,
 )
-from common.streaming import LineIterator, Token, TokenStream, iter_text, iter_tokens
+from common.streaming import (
+    END_TOKENS,
+    AsyncTokenStream,
+    LineIterator,
+    StreamDecoder,
+    Token,
+    TokenStream,
+    aiter_text,
+    aiter_tokens,
+    iter_text,
+    iter_tokens,
+)
 
 __all__ = [
+    "END_TOKENS",
     "INSTANCE_TYPES",
     "PRESETS",
+    "AsyncTokenStream",
     "BackgroundLoad",
     "ContainerStreamError",
     "DeploymentError",
@@ -100,6 +115,7 @@ __all__ = [
     "ScalingSettings",
     "ScalingState",
     "ScalingTimeline",
+    "StreamDecoder",
     "StreamError",
     "StreamMetrics",
     "StreamResult",
@@ -108,7 +124,12 @@ __all__ = [
     "ThrottledError",
     "Token",
     "TokenStream",
+    "ainvoke",
+    "ainvoke_stream",
+    "aiter_text",
+    "aiter_tokens",
     "approx_token_count",
+    "async_runtime_client",
     "build_llama2_prompt",
     "build_llama3_prompt",
     "build_payload",

@@ -1,12 +1,11 @@
-"""Capacity, cost and the target choice from a sweep's reports; the presets' scaling settings;
-run_sweep's request shape."""
+"""Capacity, cost and the target choice from a sweep's reports; the presets' scaling settings."""
 
 from __future__ import annotations
 
 import pytest
 
 import common
-from common.bench import LevelReport, run_sweep
+from common.bench import LevelReport
 from common.capacity import (
     capacity_rows,
     capacity_table,
@@ -124,23 +123,3 @@ def test_the_public_names_are_exported():
                  "capacity_table", "plot_capacity", "idle_cost_per_day", "NoCapacityError",
                  "cost_per_million_tokens"):
         assert name in common.__all__ and hasattr(common, name)
-
-
-# --------------------------------------------------------------------------- run_sweep
-
-
-def test_run_sweep_sends_each_level_to_the_component(monkeypatch):
-    calls = []
-
-    def fake_invoke_stream(client, endpoint, payload, **kwargs):
-        calls.append((endpoint, kwargs["inference_component"], kwargs["container"]))
-        return iter(["a", "b", "c"])
-
-    monkeypatch.setattr("common.endpoints.invoke_stream", fake_invoke_stream)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    reports = run_sweep("ep", {"inputs": "x"}, [1, 3], inference_component="ic",
-                        container="tgi", progress=False)
-    assert [(r.concurrency, r.requests, r.errors) for r in reports] == [(1, 2, 0), (3, 6, 0)]
-    assert set(calls) == {("ep", "ic", "tgi")} and len(calls) == 8
-    with pytest.raises(ValueError, match="levels"):
-        run_sweep("ep", {}, [0])
