@@ -125,10 +125,35 @@ def scale_notebook(container: str, size: str, root: Path = REPO_ROOT) -> Path:
     return path
 
 
+def _alarm_label(name: str) -> str:
+    """A short name for an alarm: target tracking's high/low alarm, or the name's last words."""
+    for marker, label in (("-AlarmHigh-", "target-tracking high alarm"),
+                          ("-AlarmLow-", "target-tracking low alarm")):
+        if marker in name:
+            return label
+    return name.rsplit("-ic-", 1)[-1] + " alarm"
+
+
 def scaling_timeline(events: list[dict[str, Any]]) -> list[str]:
-    """Return the stand-in's scaling events as lines ``t+  SECONDS s  kind  message``."""
-    return [f"t+{event.get('time_s', 0):7.0f} s  {event.get('kind', ''):<10} "
-            f"{event.get('message', '')}" for event in events]
+    """Return the stand-in's scaling events as short lines, in simulated seconds from the first.
+
+    Alarm evaluations are kept only when an alarm fires; "scaling" lines repeat the "copies"
+    decisions, so they are left out; long reasons are cut at their parenthesis.
+    """
+    kept = [e for e in events
+            if e.get("kind") in {"component", "copies", "instances"}
+            or (e.get("kind") == "alarm" and str(e.get("message", "")).startswith("ALARM"))]
+    if not kept:
+        return []
+    start = float(kept[0].get("time_s", 0.0))
+    lines = []
+    for event in kept:
+        message = str(event.get("message", "")).split(" (Application Auto Scaling", 1)[0]
+        if event.get("kind") == "alarm":
+            message = f"{_alarm_label(str(event.get('resource', '')))}: {message.split(';')[0]}"
+        lines.append(f"t+{float(event.get('time_s', 0.0)) - start:6.0f} s  "
+                     f"{event.get('kind', ''):<9} {message}")
+    return lines
 
 
 def main(args: argparse.Namespace) -> int:
