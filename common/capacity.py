@@ -193,10 +193,12 @@ def plot_capacity(reports: Sequence[LevelReport], *, target: TargetChoice | None
     left.legend(fontsize="small")
     right.plot(levels, [r.stream_tokens_per_s_p50 or 0 for r in reports], "o-",
                label="per stream (p50)")
+    right.set_ylim(bottom=0)
     right.set_ylabel("tokens/s per stream")
     twin = right.twinx()
     twin.plot(levels, [r.total_tokens_per_s for r in reports], "s--", color="tab:orange",
               label="total")
+    twin.set_ylim(bottom=0)
     twin.set_ylabel("tokens/s in total")
     right.set_xscale("log", base=2)
     right.set_xticks(levels, [str(level) for level in levels])
