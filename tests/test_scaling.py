@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import datetime
 import io
-import json
 import threading
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
+from test_endpoints import FakeClock, FakeRuntime, _sse
+from test_endpoints import _error as endpoint_error
 
 from common.endpoints import invoke, invoke_stream
 from common.errors import (
@@ -39,18 +39,11 @@ HEADER_REQUIRED = ("Inference Component Name header is required for endpoints to
                    "Name header or consider using SageMaker models.")
 IC = "llama-ic"
 EP = "llama-ep"
+START = FakeClock().now
 
 
-def _error(code, message, status=400, operation="InvokeEndpointWithResponseStream"):
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
-
-
-def _sse(text, token_id, special=False, final=None):
-    event = {"index": token_id, "token": {"id": token_id, "text": text, "logprob": -0.1,
-                                          "special": special},
-             "generated_text": final, "details": None}
-    return {"PayloadPart": {"Bytes": b"data: " + json.dumps(event).encode() + b"\n\n"}}
+def _error(code, message):
+    return endpoint_error(code, 400, message)
 
 
 def _answer():
@@ -58,33 +51,6 @@ def _answer():
 
 
 PAYLOAD = {"inputs": "[INST] Hi [/INST]", "parameters": {"max_new_tokens": 8}, "stream": True}
-
-
-class FakeRuntime:
-    def __init__(self, *outcomes):
-        self.outcomes = list(outcomes)
-        self.calls = []
-
-    def _next(self, **kwargs):
-        self.calls.append(kwargs)
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    invoke_endpoint_with_response_stream = _next
-    invoke_endpoint = _next
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def _client(service):
@@ -144,7 +110,7 @@ def test_waiting_for_capacity_says_so_retries_and_streams():
     shown = out.getvalue()
     assert "No capacity" in shown and IC in shown and "600 s" in shown
     assert "waiting for a copy" in shown and "a copy is serving" in shown and "4 tries" in shown
-    assert clock.now - 100.0 == pytest.approx(1.0 + 1.5 + 2.25)  # the pauses grow 1.5x
+    assert clock.now - START == pytest.approx(1.0 + 1.5 + 2.25)  # the pauses grow 1.5x
 
 
 def test_waiting_for_capacity_gives_up_after_its_time():
@@ -153,7 +119,7 @@ def test_waiting_for_capacity_gives_up_after_its_time():
     with pytest.raises(NoCapacityError, match="Still no capacity after waiting 00:30"):
         invoke_stream(runtime, EP, PAYLOAD, inference_component=IC, wait_for_capacity=30,
                       sleep=clock.sleep, clock=clock, out=io.StringIO())
-    assert clock.now - 100.0 == pytest.approx(30.0)
+    assert clock.now - START == pytest.approx(30.0)
 
 
 def test_a_negative_wait_is_refused():
