@@ -282,6 +282,9 @@ NO_CAPACITY_TEXT = "has no capacity to process this request"
 """The words of SageMaker's ``ValidationError`` for an inference component at zero copies."""
 COMPONENT_HEADER_TEXT = "inference component name header is required"
 """The words of SageMaker's ``ValidationError`` for a missing ``InferenceComponentName``."""
+COMPONENT_HEADER_REFUSED_TEXT = "inference component name header is not allowed"
+"""The words of SageMaker's ``ValidationError`` for ``InferenceComponentName`` on an endpoint
+that hosts no inference components."""
 
 
 class NoCapacityError(InvocationError):
@@ -396,6 +399,12 @@ def invocation_error_from_client_error(exc: Exception, endpoint_name: str = "") 
         return InvocationError(
             f"{message}. Pass the component's name: invoke_stream(..., inference_component="
             "NAME), or InferenceComponentName=NAME on the boto3 call.",
+            error_code=code,
+        )
+    if code == "ValidationError" and COMPONENT_HEADER_REFUSED_TEXT in message.lower():
+        return InvocationError(
+            f"{message}. Endpoint {endpoint_name!r} serves a model directly, not inference "
+            "components: leave inference_component (InferenceComponentName) out.",
             error_code=code,
         )
     if code == "ValidationError" and ("not found" in message.lower()

@@ -37,6 +37,9 @@ NO_CAPACITY = ("Inference Component has no capacity to process this request. "
 HEADER_REQUIRED = ("Inference Component Name header is required for endpoints to which you "
                    "plan to deploy inference components. Please include Inference Component "
                    "Name header or consider using SageMaker models.")
+HEADER_REFUSED = ("Inference Component Name header is not allowed for endpoints to which you "
+                  "dont plan to deploy inference components. Please remove the Inference "
+                  "Component Name header and try again.")
 IC = "llama-ic"
 EP = "llama-ep"
 START = FakeClock().now
@@ -141,6 +144,8 @@ def test_the_error_mapper_knows_the_component_errors():
                       NoCapacityError)
     header = invocation_error_from_client_error(_error("ValidationError", HEADER_REQUIRED))
     assert type(header) is InvocationError and "InferenceComponentName" in str(header)
+    refused = invocation_error_from_client_error(_error("ValidationError", HEADER_REFUSED), EP)
+    assert type(refused) is InvocationError and "leave inference_component" in str(refused)
 
 
 # --------------------------------------------------------------------------- waiting
