@@ -69,6 +69,18 @@ def _describe(sagemaker, name: str) -> dict:
     return sagemaker.describe_inference_component(InferenceComponentName=name)
 
 
+def _wait_for_status(sagemaker, name: str, status: str) -> None:
+    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == status,
+               f"{name} to be {status}")
+
+
+def _serving_component(sagemaker, local_stack, name: str) -> None:
+    """An endpoint for components and a component of one copy, serving."""
+    _component_endpoint(sagemaker, local_stack, name)
+    _create_component(sagemaker, name)
+    _wait_for_status(sagemaker, name, "InService")
+
+
 def _error(call: Callable[[], object]) -> tuple[str, str]:
     with pytest.raises(ClientError) as caught:
         call()
@@ -97,8 +109,7 @@ def test_a_component_walks_creating_inservice_updating_deleting_gone(local_stack
     assert first["InferenceComponentStatus"] == "Creating"
     assert first["RuntimeConfig"] == {"DesiredCopyCount": 1, "CurrentCopyCount": 0}
     assert first["Specification"]["ModelName"] == name
-    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
-           "InService")
+    _wait_for_status(sagemaker, name, "InService")
     assert _describe(sagemaker, name)["RuntimeConfig"]["CurrentCopyCount"] == 1
     listed = sagemaker.list_inference_components(EndpointNameEquals=name)
     assert [c["InferenceComponentName"] for c in listed["InferenceComponents"]] == [name]
@@ -130,8 +141,7 @@ def test_copies_that_do_not_fit_stay_pending(local_stack, sagemaker):
     name = unique_name("ic-pending")
     _component_endpoint(sagemaker, local_stack, name, max_instances=1)
     _create_component(sagemaker, name, copies=3)  # one GPU per g5.2xlarge, one instance
-    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
-           "InService")
+    _wait_for_status(sagemaker, name, "InService")
     assert _describe(sagemaker, name)["RuntimeConfig"] == {"DesiredCopyCount": 3,
                                                            "CurrentCopyCount": 1}
 
@@ -174,8 +184,7 @@ def test_routing_errors_and_no_capacity(local_stack, sagemaker, runtime, request
         EndpointName=name, InferenceComponentName=name, Body=BODY,
         ContentType="application/json"))
     assert (code, message) == ("ValidationError", NO_CAPACITY_MESSAGE)  # still starting
-    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
-           "InService")
+    _wait_for_status(sagemaker, name, "InService")
     code, message = _error(lambda: runtime.invoke_endpoint(
         EndpointName=name, Body=BODY, ContentType="application/json"))
     assert code == "ValidationError"
@@ -219,10 +228,7 @@ def test_routing_errors_and_no_capacity(local_stack, sagemaker, runtime, request
 def test_a_copy_serves_a_bounded_number_of_streams_and_queues_the_rest(local_stack, sagemaker,
                                                                        runtime, request_log):
     name = unique_name("ic-queue")
-    _component_endpoint(sagemaker, local_stack, name)
-    _create_component(sagemaker, name)
-    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
-           "InService")
+    _serving_component(sagemaker, local_stack, name)
     manager = local_stack.scaling.manager
     component = manager.component(local_stack.control_plane.account_id, local_stack.region,
                                   name)
@@ -298,8 +304,7 @@ def test_a_component_can_be_made_to_fail_and_cannot_be_deleted_while_creating(
         code, message = _error(lambda: sagemaker.delete_inference_component(
             InferenceComponentName=name))
         assert code == "ValidationException" and "while it is Creating" in message
-        wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "Failed",
-                   "Failed")
+        _wait_for_status(sagemaker, name, "Failed")
     finally:
         local_stack.clear_faults()
     assert "did not pass the ping health check" in _describe(sagemaker, name)["FailureReason"]
@@ -309,10 +314,7 @@ def test_a_component_can_be_made_to_fail_and_cannot_be_deleted_while_creating(
 def test_a_new_specification_takes_effect_after_a_copy_start_up(local_stack, sagemaker,
                                                                  runtime, request_log):
     name = unique_name("ic-spec")
-    _component_endpoint(sagemaker, local_stack, name)
-    _create_component(sagemaker, name)
-    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
-               "InService")
+    _serving_component(sagemaker, local_stack, name)
     sagemaker.update_inference_component(
         InferenceComponentName=name,
         Specification={"Container": {"Image": LMI_IMAGE, "Environment": {
@@ -321,8 +323,7 @@ def test_a_new_specification_takes_effect_after_a_copy_start_up(local_stack, sag
                            "NumberOfAcceleratorDevicesRequired": 1,
                            "MinMemoryRequiredInMb": 1024}})
     assert _describe(sagemaker, name)["InferenceComponentStatus"] == "Updating"
-    wait_until(lambda: _describe(sagemaker, name)["InferenceComponentStatus"] == "InService",
-               "InService again")
+    _wait_for_status(sagemaker, name, "InService")
     spec = _describe(sagemaker, name)["Specification"]
     assert spec["Container"]["DeployedImage"]["SpecifiedImage"] == LMI_IMAGE
     runtime.invoke_endpoint(EndpointName=name, InferenceComponentName=name,
