@@ -71,7 +71,7 @@ import re
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from common.errors import (
     IncompleteStreamError,
@@ -1068,17 +1068,20 @@ class _StreamFace:
     # -- decoding one event
 
     def _step(self, event: Any) -> list[Token] | None:
-        """Decode one event from the source; return its tokens, ``None`` once all is done."""
+        """Decode one event from the source; return its tokens, ``None`` once all is done
+        (or once :meth:`close` was called, by another thread or task, meanwhile)."""
         try:  # the common case first; the end and other events go the slow way
             data = event["PayloadPart"]["Bytes"]
         except Exception:
             data = None
         if type(data) is bytes:
-            return self._decoder.feed(data)
-        try:
-            return self._decode(event)
-        except _Exhausted:
-            return None
+            batch = self._decoder.feed(data)
+        else:
+            try:
+                batch = self._decode(event)
+            except _Exhausted:
+                return None
+        return None if self.closed else batch
 
     def _decode(self, event: Any) -> list[Token]:
         """Decode what the source gave that is not a plain ``PayloadPart``: the end
@@ -1093,11 +1096,15 @@ class _StreamFace:
             data = _event_bytes(event)
         except BaseException as exc:
             self._source_failed(exc)
+            raise _Exhausted from None  # closed meanwhile: a stop
         return decoder.feed(data) if data else _NO_TOKENS
 
-    def _source_failed(self, exc: BaseException) -> NoReturn:
+    def _source_failed(self, exc: BaseException) -> None:
         """Re-raise what reading the next event raised, mapped to a :class:`StreamError`
-        with the partial text where it means the stream broke."""
+        with the partial text where it means the stream broke -- or return, when the read
+        broke because :meth:`close` closed the body (a stop, not a failure)."""
+        if self.closed and isinstance(exc, Exception):
+            return
         if isinstance(exc, StreamError):  # a SageMaker error event given as a dict
             if not exc.partial_text:
                 raise exc.with_partial_text(self._decoder.text) from None
@@ -1163,18 +1170,15 @@ class TokenStream(_StreamFace, Iterator[Token]):
             try:
                 event = next(events, _END)
             except BaseException as exc:
-                if self.closed and isinstance(exc, Exception):
-                    return  # the read broke because close() closed the body: a stop
                 self._source_failed(exc)
+                return  # the read broke because close() closed the body: a stop
             batch = step(event)
+            if batch is None:
+                return
             if batch:
-                if self.closed:  # closed (by another thread or task) while this part came in
-                    return
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
-            elif batch is None:
-                return
 
     def close(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection).
@@ -1245,18 +1249,15 @@ class AsyncTokenStream(_StreamFace, AsyncIterator[Token]):
             try:
                 event = await anext(events, _END)
             except BaseException as exc:
-                if self.closed and isinstance(exc, Exception):
-                    return  # the read broke because close() closed the body: a stop
                 self._source_failed(exc)
+                return  # the read broke because close() closed the body: a stop
             batch = step(event)
+            if batch is None:
+                return
             if batch:
-                if self.closed:  # closed (by another thread or task) while this part came in
-                    return
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
-            elif batch is None:
-                return
 
     async def aclose(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection).
