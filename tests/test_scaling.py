@@ -439,3 +439,18 @@ def test_a_component_that_stays_creating_is_reported_as_still_billing():
                                  sagemaker_client=sm, autoscaling_client=NoScaling(),
                                  cloudwatch_client=NoScaling(), timeout_s=60, poll_s=10,
                                  clock=clock, sleep=clock.sleep)
+
+
+def test_the_widget_view_draws_a_table_of_changes(monkeypatch):
+    shown = []
+    monkeypatch.setattr("common.display._show_widget", shown.append)
+    sm = ScriptedSageMaker([("InService", 1, 1, 1), ("Updating", 1, 2, 1),
+                            ("InService", 2, 2, 2)])
+    clock = FakeClock()
+    watch_scaling(IC, EP, until=lambda s: s.current_copies == 2, sagemaker_client=sm,
+                  mode="widget", clock=clock, sleep=clock.sleep, title="scale <out>")
+    (box,) = shown
+    title, live, table = box.children
+    assert "scale &lt;out&gt;" in title.value and "llama2-scaling" in box._dom_classes
+    assert table.value.count("<tr>") == 4  # the header and three changes
+    assert live.value.startswith("<code>done after 00:04")
