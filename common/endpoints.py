@@ -764,7 +764,8 @@ def wait_for_endpoint(
         endpoint_name: the endpoint.
         sagemaker_client: a boto3 ``sagemaker`` client (default: a new one).
         timeout_s: give up after this many seconds (default one hour).
-        poll_s: seconds between polls.
+        poll_s: the longest pause between polls; the first is 1 s and each next one 1.5
+            times longer, so an endpoint that is quick to come up is seen quickly.
         progress: show the progress line.
         clock / sleep: injectable for tests.
         out: where the progress goes (default ``sys.stdout``).
@@ -783,6 +784,7 @@ def wait_for_endpoint(
     client = _client(sagemaker_client, "sagemaker")
     stream = out if out is not None else sys.stdout
     started = clock()
+    pauses = _growing_pauses(1.0, poll_s)
     shown = 0
 
     def show(text: str, end: str = "") -> None:
@@ -819,7 +821,7 @@ def wait_for_endpoint(
             show(f"{endpoint_name}: still {status} after {_elapsed(elapsed)}", "\n")
             raise EndpointWaitTimeout(endpoint_name, status, elapsed)
         show(f"{endpoint_name}: {status} (elapsed {_elapsed(elapsed)})")
-        sleep(max(0.0, min(poll_s, timeout_s - elapsed)))
+        sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 
 # --------------------------------------------------------------------------- clean-up
