@@ -43,12 +43,14 @@ __all__ = [
     "TGI_VERSION",
     "InstanceType",
     "Preset",
+    "ScalingSettings",
     "custom_preset",
     "get_preset",
     "image_uri",
     "instance_info",
     "mask_secret",
     "render_serving_properties",
+    "scaling_settings",
 ]
 
 CONTAINERS = ("tgi", "lmi")
@@ -795,3 +797,85 @@ def image_uri(preset: Preset, region: str) -> str:
             "package or set container_version to a version it lists."
         ) from exc
 
+
+
+# --------------------------------------------------------------------------- scaling
+
+_MAX_INSTANCES = {"7b": 4, "13b": 2, "70b": 2}
+"""Default ``ManagedInstanceScaling`` maximum per Llama 2 size (others: 2)."""
+HOST_MEMORY_SHARE_PER_INSTANCE = 0.5
+"""Share of an instance's host memory the copies on it ask for together
+(``MinMemoryRequiredInMb``); SageMaker keeps some host memory for its own agents, and a copy
+asking for all of it would never be placed."""
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """How an inference-component endpoint of one preset scales (see :func:`scaling_settings`).
+
+    Attributes:
+        min_instances / max_instances: the variant's ``ManagedInstanceScaling`` range
+            (``MinInstanceCount`` 0 lets the endpoint give back every instance when idle).
+        accelerators_per_copy: ``NumberOfAcceleratorDevicesRequired`` of one copy: the GPUs
+            the model is sharded over (the preset's ``num_gpus``).
+        memory_per_copy_mb: ``MinMemoryRequiredInMb`` of one copy (host memory, not GPU).
+        copies_per_instance: how many copies one instance holds (GPUs / GPUs per copy).
+        max_copies: the scalable target's ``MaxCapacity`` (``max_instances *
+            copies_per_instance``); its ``MinCapacity`` is 0.
+        copy_concurrency: the most streams one copy decodes together by default (the
+            preset's ``max_rolling_batch_size``: vLLM's ``max_num_seqs``; TGI batches up to
+            its token budget); more requests queue inside the copy. The capacity sweep
+            measures where time to first token degrades, which is usually lower.
+    """
+
+    min_instances: int
+    max_instances: int
+    accelerators_per_copy: int
+    memory_per_copy_mb: int
+    copies_per_instance: int
+    max_copies: int
+    copy_concurrency: int
+
+    def describe(self) -> str:
+        """Return the settings as a few lines for a notebook."""
+        return (
+            f"instances: {self.min_instances} to {self.max_instances} "
+            f"(ManagedInstanceScaling)\n"
+            f"one copy: {self.accelerators_per_copy} GPU(s), {self.memory_per_copy_mb:,} MB "
+            f"host memory, up to {self.copy_concurrency} streams decoded together\n"
+            f"copies: 0 to {self.max_copies} ({self.copies_per_instance} per instance)"
+        )
+
+
+def scaling_settings(preset: Preset, *, max_instances: int | None = None) -> ScalingSettings:
+    """Return the inference-component scaling settings of ``preset``.
+
+    One copy needs all the GPUs the preset shards the model over, so an instance of the
+    preset's type holds ``instance GPUs // num_gpus`` copies (one, for the six Llama 2
+    presets); the copies on an instance together ask for
+    :data:`HOST_MEMORY_SHARE_PER_INSTANCE` of its host memory.
+
+    Args:
+        preset: a validated preset.
+        max_instances: the ``ManagedInstanceScaling`` maximum (default: 4 for 7B, else 2).
+
+    Raises:
+        PresetError: when the preset does not validate, or ``max_instances`` < 1.
+    """
+    preset.validate()
+    instance = preset.instance
+    chosen = max_instances if max_instances is not None else _MAX_INSTANCES.get(preset.size, 2)
+    if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+        raise PresetError(f"max_instances must be a whole number >= 1, not {chosen!r}: an "
+                          "endpoint scales between 0 and at least one instance.")
+    per_instance = max(1, instance.gpus // max(1, preset.num_gpus))
+    memory = int(instance.memory_gib * 1024 * HOST_MEMORY_SHARE_PER_INSTANCE) // per_instance
+    return ScalingSettings(
+        min_instances=0,
+        max_instances=chosen,
+        accelerators_per_copy=preset.num_gpus,
+        memory_per_copy_mb=memory,
+        copies_per_instance=per_instance,
+        max_copies=chosen * per_instance,
+        copy_concurrency=preset.max_rolling_batch_size,
+    )

@@ -26,6 +26,7 @@ PAIRS = [generator.recipe_paths(c, s, root=ROOT) for c, s in generator.RECIPES]
 NOTEBOOKS = [path for pair in PAIRS for path in pair]
 DEPLOY = [deploy for deploy, _ in PAIRS]
 INFERENCE = [inference for _, inference in PAIRS]
+SCALE = [generator.scale_path(c, s, root=ROOT) for c, s in generator.RECIPES]
 
 
 def _id(path: Path) -> str:
@@ -91,7 +92,7 @@ def test_rendering_twice_gives_the_same_bytes():
 
 
 def test_render_check_reports_a_changed_notebook_and_render_repairs_it(tmp_path):
-    for path in NOTEBOOKS:
+    for path in NOTEBOOKS + SCALE:
         target = tmp_path / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)

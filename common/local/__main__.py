@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="which serving container's recipe (default: tgi)")
     demo.add_argument("--size", choices=("7b", "13b", "70b"), default="7b",
                       help="which model size's recipe (default: 7b)")
+    demo.add_argument("--recipe", choices=("stream", "scale"), default="stream",
+                      help="stream: the deploy and inference notebooks (default); scale: the "
+                           "scale notebook (inference components, autoscaling to zero) on a "
+                           "compressed clock, with the scaling timeline at the end")
     _add_stack_options(demo)
     demo.set_defaults(endpoint_delay_s=None)
 

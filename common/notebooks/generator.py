@@ -38,6 +38,8 @@ __all__ = [
     "render_all",
     "render_notebook",
     "render_recipe",
+    "render_scale",
+    "scale_path",
     "write_notebooks",
 ]
 
@@ -86,6 +88,8 @@ class Recipe:
         hardware: a few words on the instance's GPUs, e.g. ``1 x NVIDIA A10G, 24 GiB``.
         price_per_hour: approximate on-demand USD per hour, or ``None`` when unknown.
         container_version: the image version the preset pins (``3.3.6`` for TGI).
+        max_instances: the scale notebook's ``ManagedInstanceScaling`` maximum
+            (:func:`common.presets.scaling_settings`).
     """
 
     container: str
@@ -103,6 +107,7 @@ class Recipe:
     hardware: str
     price_per_hour: float | None
     container_version: str
+    max_instances: int = 2
 
     @property
     def deploy_path(self) -> PurePosixPath:
@@ -113,6 +118,16 @@ class Recipe:
     def inference_path(self) -> PurePosixPath:
         """The inference notebook's path relative to the output root."""
         return self.directory / self.inference_name
+
+    @property
+    def scale_name(self) -> str:
+        """The scale notebook's file name (``3-scale-<stem>-<container>.ipynb``)."""
+        return self.deploy_name.replace("1-deploy-", "3-scale-", 1)
+
+    @property
+    def scale_path(self) -> PurePosixPath:
+        """The scale notebook's path relative to the output root."""
+        return self.directory / self.scale_name
 
     def context(self) -> dict[str, Any]:
         """Return the template variables of this recipe."""
@@ -139,6 +154,8 @@ class Recipe:
             "slug": self.slug,
             "deploy_notebook": self.deploy_name,
             "inference_notebook": self.inference_name,
+            "scale_notebook": self.scale_name,
+            "max_instances": self.max_instances,
         }
 
 
@@ -193,7 +210,7 @@ def recipe_for(container: str, size: str) -> Recipe:
     Raises:
         ValueError: for an unknown container or size.
     """
-    from common.presets import get_preset
+    from common.presets import get_preset, scaling_settings
 
     _check_choice("container", container, CONTAINERS)
     _check_choice("size", size, SIZES)
@@ -216,6 +233,7 @@ def recipe_for(container: str, size: str) -> Recipe:
         hardware=hardware,
         price_per_hour=price,
         container_version=preset.container_version,
+        max_instances=scaling_settings(preset).max_instances,
     )
 
 
@@ -392,15 +410,39 @@ def render_recipe(recipe: Recipe) -> dict[PurePosixPath, str]:
     }
 
 
+def render_scale(recipe: Recipe) -> dict[PurePosixPath, str]:
+    """Render one recipe's scale notebook (inference components and autoscaling).
+
+    Returns:
+        ``{relative path: notebook text}``.
+    """
+    return {recipe.scale_path: notebook_text(
+        render_notebook(f"{recipe.container}-scale.ipynb.j2", recipe.context()))}
+
+
+def scale_path(container: str, size: str, root: Path = REPO_ROOT) -> Path:
+    """Return the scale notebook's path of one of the six Llama 2 recipes.
+
+    Raises:
+        ValueError: for an unknown container or size.
+    """
+    _check_choice("container", container, CONTAINERS)
+    _check_choice("size", size, SIZES)
+    directory, deploy, _ = _recipe_names(container, size)
+    return root / directory / deploy.replace("1-deploy-", "3-scale-", 1)
+
+
 def render_all() -> dict[PurePosixPath, str]:
-    """Render all twelve recipe notebooks from the presets.
+    """Render every recipe notebook from the presets: deploy, inference and scale.
 
     Returns:
         ``{path relative to the repository root: notebook text}``, in recipe order.
     """
     rendered: dict[PurePosixPath, str] = {}
     for container, size in RECIPES:
-        rendered.update(render_recipe(recipe_for(container, size)))
+        recipe = recipe_for(container, size)
+        rendered.update(render_recipe(recipe))
+        rendered.update(render_scale(recipe))
     return rendered
 
 
@@ -422,7 +464,7 @@ def write_notebooks(rendered: Mapping[PurePosixPath, str], root: Path) -> list[P
 
 
 def check_notebooks(root: Path = REPO_ROOT) -> list[PurePosixPath]:
-    """Return the twelve notebooks' paths that are missing or differ from a fresh render."""
+    """Return the recipe notebooks' paths that are missing or differ from a fresh render."""
     differing = []
     for relative, text in render_all().items():
         path = root / relative
