@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.local.controlplane import DEFAULT_REGION, ControlPlane, LocalStackError
-from common.local.hub import LLAMA2_CHAT_REPOS, write_tiny_snapshot
+from common.local.hub import VARIANT_REPOS, write_tiny_snapshot
 
 __all__ = [
     "BACKENDS",
@@ -136,7 +136,7 @@ class LocalStack:
         port: int = 0,
         runtime_port: int = 0,
         region: str = DEFAULT_REGION,
-        hf_repos: Sequence[str] = LLAMA2_CHAT_REPOS,
+        hf_repos: Sequence[str] = VARIANT_REPOS,
         hf_allow_patterns: Sequence[str] | None = None,
     ) -> None:
         self.backend_name = backend
