@@ -26,6 +26,7 @@ from common.errors import (
     IncompleteStreamError,
     InternalStreamFailure,
     InvocationError,
+    ModelFactsError,
     ModelInvocationError,
     ModelStreamError,
     PayloadError,
@@ -36,6 +37,7 @@ from common.errors import (
     ThrottledError,
 )
 from common.metrics import MeasuredStream, StreamMetrics, measure, percentile
+from common.model_facts import ModelFacts, read_model_facts
 from common.presets import (
     INSTANCE_TYPES,
     PRESETS,
@@ -47,7 +49,15 @@ from common.presets import (
     instance_info,
     render_serving_properties,
 )
-from common.prompts import build_llama2_prompt, build_llama3_prompt, parse_llama2_prompt
+from common.prompts import (
+    PromptBuilder,
+    build_llama2_prompt,
+    build_llama3_prompt,
+    build_prompt,
+    parse_llama2_prompt,
+    prompt_builder_for,
+)
+from common.sizing import Sizing, size_deployment
 from common.streaming import LineIterator, Token, TokenStream, iter_text, iter_tokens
 
 __all__ = [
@@ -64,12 +74,16 @@ __all__ = [
     "InvocationError",
     "LineIterator",
     "MeasuredStream",
+    "ModelFacts",
+    "ModelFactsError",
     "ModelInvocationError",
     "ModelStreamError",
     "PayloadError",
     "Preset",
     "PresetError",
+    "PromptBuilder",
     "RecipeError",
+    "Sizing",
     "StreamError",
     "StreamMetrics",
     "StreamResult",
@@ -81,6 +95,7 @@ __all__ = [
     "build_llama2_prompt",
     "build_llama3_prompt",
     "build_payload",
+    "build_prompt",
     "custom_preset",
     "delete_endpoint_resources",
     "get_preset",
@@ -94,10 +109,13 @@ __all__ = [
     "parse_llama2_prompt",
     "percentile",
     "plot_latency_comparison",
+    "prompt_builder_for",
+    "read_model_facts",
     "render_serving_properties",
     "resolve_execution_role",
     "runtime_client",
     "show_stream",
+    "size_deployment",
     "validate_payload",
     "wait_for_endpoint",
 ]

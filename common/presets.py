@@ -35,8 +35,8 @@ from common.errors import PresetError
 __all__ = [
     "ACTIVATION_RESERVE_GIB",
     "CONTAINERS",
-    "GPU_MEMORY_UTILIZATION",
     "GPU_MEMORY_HEADROOM",
+    "GPU_MEMORY_UTILIZATION",
     "INSTANCE_TYPES",
     "LMI_ENTRY_POINT",
     "LMI_VERSION",

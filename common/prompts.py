@@ -43,18 +43,18 @@ from typing import Any
 from common.errors import PayloadError
 
 __all__ = [
-    "PromptBuilder",
-    "build_prompt",
-    "prompt_builder_for",
     "B_INST",
     "B_SYS",
     "E_INST",
     "E_SYS",
     "LLAMA3_SPECIAL_TOKENS",
     "UNSAFE_TAGS",
+    "PromptBuilder",
     "build_llama2_prompt",
     "build_llama3_prompt",
+    "build_prompt",
     "parse_llama2_prompt",
+    "prompt_builder_for",
 ]
 
 B_INST, E_INST = "[INST]", "[/INST]"
@@ -340,7 +340,7 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
                       sort_keys=sort_keys)
 
 
-def _strftime_now(format: str) -> str:  # noqa: A002 - the name templates call it with
+def _strftime_now(format: str) -> str:
     return datetime.now().strftime(format)
 
 

@@ -142,7 +142,7 @@ class Variant:
     def total_size(self) -> int:
         """The 16-bit weights' bytes (``metadata.total_size``)."""
         head_dim = self.head_dim or self.hidden // self.heads
-        attention = self.hidden * self.heads * head_dim * 2 + self.hidden * self.kv_heads * head_dim * 2
+        attention = 2 * self.hidden * head_dim * (self.heads + self.kv_heads)
         per_layer = attention + 3 * self.hidden * self.intermediate + 2 * self.hidden
         embeddings = self.vocab * self.hidden * (1 if self.tie_embeddings else 2)
         return 2 * (self.layers * per_layer + embeddings + self.hidden)
