@@ -2,9 +2,11 @@
 
 The client core -- prompts, stream decoding, errors, metrics -- needs only the standard
 library (and botocore's exceptions, imported lazily); presets, endpoints, the live display and
-the load tool build on it. ``common.local`` (the SageMaker stand-in) is not imported here.
+the load tool build on it. The async helpers (``ainvoke_stream``, ``async_runtime_client``)
+import aiobotocore only when called. ``common.local`` (the SageMaker stand-in) is not imported here.
 """
 
+from common.aio import ainvoke, ainvoke_stream, async_runtime_client
 from common.display import StreamResult, plot_latency_comparison, show_stream
 from common.endpoints import (
     approx_token_count,
@@ -58,11 +60,24 @@ from common.prompts import (
     prompt_builder_for,
 )
 from common.sizing import Sizing, size_deployment
-from common.streaming import LineIterator, Token, TokenStream, iter_text, iter_tokens
+from common.streaming import (
+    END_TOKENS,
+    AsyncTokenStream,
+    LineIterator,
+    StreamDecoder,
+    Token,
+    TokenStream,
+    aiter_text,
+    aiter_tokens,
+    iter_text,
+    iter_tokens,
+)
 
 __all__ = [
+    "END_TOKENS",
     "INSTANCE_TYPES",
     "PRESETS",
+    "AsyncTokenStream",
     "ContainerStreamError",
     "DeploymentError",
     "EndpointFailedError",
@@ -84,6 +99,7 @@ __all__ = [
     "PromptBuilder",
     "RecipeError",
     "Sizing",
+    "StreamDecoder",
     "StreamError",
     "StreamMetrics",
     "StreamResult",
@@ -91,7 +107,12 @@ __all__ = [
     "ThrottledError",
     "Token",
     "TokenStream",
+    "ainvoke",
+    "ainvoke_stream",
+    "aiter_text",
+    "aiter_tokens",
     "approx_token_count",
+    "async_runtime_client",
     "build_llama2_prompt",
     "build_llama3_prompt",
     "build_payload",
