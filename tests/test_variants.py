@@ -158,6 +158,7 @@ def test_new_with_only_a_model_id_writes_a_right_pair(offline_hub, tmp_path, rep
     assert LICENCES[family][1] in deploy_text
     inference_code = _code(inference)
     assert "common.prompt_builder_for(preset.model_id" in inference_code
+    assert "stop_tokens=build_prompt.stop_tokens" in inference_code
     assert "build_llama2_prompt" not in inference_code
     assert "begin_of_text" not in inference_code
 
