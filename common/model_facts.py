@@ -33,6 +33,7 @@ __all__ = [
     "FACT_FILES",
     "LICENCES",
     "ModelFacts",
+    "count_weight_bytes",
     "model_facts_from_files",
     "model_family",
     "read_model_facts",
@@ -183,11 +184,24 @@ def _int(config: Mapping[str, Any], key: str, model_id: str) -> int:
     return value
 
 
-def _counted_weight_bytes(config: Mapping[str, Any], layers: int, heads: int, kv: int,
-                          head_dim: int, hidden: int, intermediate: int, vocab: int) -> int:
-    attention = hidden * heads * head_dim * 2 + hidden * kv * head_dim * 2  # q, o + k, v
-    mlp = 3 * hidden * intermediate
-    per_layer = attention + mlp + 2 * hidden
+def count_weight_bytes(config: Mapping[str, Any]) -> int:
+    """Return the 16-bit weights' bytes of a Llama-architecture ``config.json``: embeddings
+    (and an untied LM head), per layer q/k/v/o, the gated MLP and two norms, and the final
+    norm, at 2 bytes each.
+
+    Raises:
+        ModelFactsError: a size the count needs is missing.
+    """
+    model_id = str(config.get("_name_or_path") or "the model")
+    layers = _int(config, "num_hidden_layers", model_id)
+    heads = _int(config, "num_attention_heads", model_id)
+    hidden = _int(config, "hidden_size", model_id)
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or hidden // heads
+    intermediate = _int(config, "intermediate_size", model_id)
+    vocab = _int(config, "vocab_size", model_id)
+    attention = 2 * hidden * head_dim * (heads + kv_heads)  # q, o + k, v
+    per_layer = attention + 3 * hidden * intermediate + 2 * hidden
     embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
     return 2 * (layers * per_layer + embeddings + hidden)
 
@@ -223,8 +237,7 @@ def model_facts_from_files(
         weight_bytes = total * 2 // _DTYPE_BYTES[dtype]
         source = "model.safetensors.index.json metadata.total_size"
     else:
-        weight_bytes = _counted_weight_bytes(config, layers, heads, kv_heads, head_dim, hidden,
-                                             intermediate, vocab)
+        weight_bytes = count_weight_bytes({**config, "_name_or_path": model_id})
         source = "counted from config.json (the repository has no model.safetensors.index.json)"
     decoder = tokenizer_config.get("added_tokens_decoder") or {}
     id_to_text = {int(key): _token_text(value) for key, value in decoder.items()

@@ -412,7 +412,8 @@ def build_prompt(
         PayloadError: (a ``ValueError``) for messages that are not a non-empty list of
             ``{"role", "content": str}`` dicts, and -- with the template's own words -- for
             a conversation the template refuses (``raise_exception``).
-        ValueError: for a template that is not valid jinja2.
+        ValueError: for a template that is not valid jinja2, or one that reaches outside the
+            sandbox (``__class__``...).
     """
     import jinja2
 
@@ -432,6 +433,9 @@ def build_prompt(
     try:
         text = template.render(messages=conversation, tools=None, documents=None,
                                add_generation_prompt=add_generation_prompt, **variables)
+    except jinja2.exceptions.SecurityError as exc:
+        raise ValueError(f"the chat template tried something the sandbox forbids ({exc}): it "
+                         "is not a template to trust; use the model's published one.") from exc
     except jinja2.TemplateError as exc:
         raise PayloadError(
             f"the model's chat template refused the conversation: {exc}. Fix the messages "

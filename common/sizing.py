@@ -40,6 +40,7 @@ __all__ = [
     "MIN_TOTAL_TOKENS",
     "Sizing",
     "size_deployment",
+    "token_limits",
 ]
 
 FULL_REQUESTS = 4
@@ -105,18 +106,20 @@ class Sizing:
         ])
 
 
-def _limits(facts: ModelFacts, kv_tokens: int) -> tuple[int, int, int]:
-    """(max_total, max_input, max_batch_prefill) for a KV cache of ``kv_tokens``."""
-    per_request = kv_tokens // FULL_REQUESTS // _ROUND * _ROUND
-    max_total = min(facts.max_position_embeddings, per_request)
-    max_input = max_total - min(max_total // 4, 4096)
-    prefill = max(max_input, min(4096, max_total))
-    return max_total, max_input, prefill
+def token_limits(max_total_tokens: int) -> dict[str, int]:
+    """Return consistent :class:`Preset` token fields for a ``MAX_TOTAL_TOKENS``: a quarter
+    (at most 4,096) left for the answer, prefill budget >= one full prompt, and
+    ``max_new_tokens`` at most 512."""
+    max_input = max_total_tokens - min(max_total_tokens // 4, 4096)
+    return {"max_total_tokens": max_total_tokens, "max_input_tokens": max_input,
+            "max_batch_prefill_tokens": max(max_input, min(4096, max_total_tokens)),
+            "max_new_tokens": min(512, max_total_tokens - max_input)}
 
 
 def _preset(facts: ModelFacts, container: str, instance: InstanceType,
             kv_tokens: int) -> Preset:
-    max_total, max_input, prefill = _limits(facts, kv_tokens)
+    per_request = kv_tokens // FULL_REQUESTS // _ROUND * _ROUND
+    limits = token_limits(min(facts.max_position_embeddings, per_request))
     params = facts.params_billion
     health = 900 if params <= 10 else 1500 if params <= 20 else 3000
     return Preset(
@@ -127,10 +130,7 @@ def _preset(facts: ModelFacts, container: str, instance: InstanceType,
         num_gpus=instance.gpus,
         params_billion=round(params, 2),
         container_version=TGI_VERSION if container == "tgi" else LMI_VERSION,
-        max_input_tokens=max_input,
-        max_total_tokens=max_total,
-        max_batch_prefill_tokens=prefill,
-        max_new_tokens=min(512, max_total - max_input),
+        **limits,
         dtype="bf16" if facts.dtype == "bfloat16" else "fp16",
         health_check_timeout_s=health,
         download_timeout_s=min(health, 2400),

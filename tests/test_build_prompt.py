@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from chat_reference import apply_chat_template
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,28 +29,8 @@ TEMPLATES = {
 }
 
 
-def _tokenizer(template: str, bos: str, eos: str):
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-
-    vocab = {"<unk>": 0, bos: 1, eos: 2}
-    backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token=bos, eos_token=eos, unk_token="<unk>")
-    tokenizer.chat_template = template
-    return tokenizer
-
-
-_TOKENIZERS: dict[str, object] = {}
-
-
 def _reference(name: str, messages: list[dict[str, str]]) -> str:
-    template, bos, eos = TEMPLATES[name]
-    if name not in _TOKENIZERS:
-        _TOKENIZERS[name] = _tokenizer(template, bos, eos)
-    return _TOKENIZERS[name].apply_chat_template(messages, tokenize=False,
-                                                 add_generation_prompt=True)
+    return apply_chat_template(*TEMPLATES[name], messages)
 
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
@@ -132,8 +113,9 @@ def test_a_broken_or_empty_template_is_refused():
 
 def test_the_sandbox_blocks_attribute_escapes():
     evil = "{{ messages.__class__.__mro__ }}"
-    with pytest.raises(Exception, match="unsafe|not safely|access"):
+    with pytest.raises(ValueError, match="sandbox forbids") as caught:
         build_prompt([{"role": "user", "content": "x"}], evil)
+    assert not isinstance(caught.value, PayloadError)
 
 
 def test_a_prompt_builder_renders_and_carries_the_stop_tokens():

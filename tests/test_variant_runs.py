@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from chat_reference import apply_chat_template
 
 from common.local.stack import HEADLESS_NOTEBOOK_ENV
 from common.local.variants import VARIANTS
@@ -28,7 +29,6 @@ FAMILY_RUNS = [
     ("meta-llama/Llama-3.3-70B-Instruct", "tgi"),
 ]
 END_TEXTS = ("</s>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<step>")
-BOS = {"llama2": "<s>", "codellama70b": "<s>"}
 
 
 def _execute(path: Path) -> nbformat.NotebookNode:
@@ -55,18 +55,9 @@ def _stdout(cell) -> str:
 
 
 def _reference_prompt(repo: str, messages: list[dict[str, str]]) -> str:
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-
     variant = VARIANTS[repo]
-    bos, eos = (("<|begin_of_text|>", "<|eot_id|>") if variant.family.startswith("llama3")
-                else ("<s>", "</s>"))
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(WordLevel({"<unk>": 0, bos: 1, eos: 2}, unk_token="<unk>")),
-        bos_token=bos, eos_token=eos, unk_token="<unk>")
-    tokenizer.chat_template = variant.template
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    bos, eos = variant.special_tokens
+    text = apply_chat_template(variant.template, bos, eos, messages)
     assert text.startswith(bos)
     return text[len(bos):]
 
@@ -95,7 +86,7 @@ def test_a_generated_pair_runs_against_the_stand_in(local_stack, repo, container
 
     # The endpoint received exactly transformers' rendering of the conversation, minus BOS.
     namespace: dict = {}
-    exec(next(c.source for c in inference.cells if c.cell_type == "code"  # noqa: S102
+    exec(next(c.source for c in inference.cells if c.cell_type == "code"
               and c.source.startswith("SYSTEM_PROMPT = (")).split("\nbuild_prompt = ")[0],
          namespace)
     requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint

@@ -245,8 +245,7 @@ def _render_chat(messages: list[dict[str, Any]], model_id: str | None = None) ->
              for m in messages]
     variant = VARIANTS.get(model_id or "")
     if variant is not None and variant.family != "llama2":
-        bos, eos = (("<|begin_of_text|>", "<|eot_id|>") if variant.family.startswith("llama3")
-                    else ("<s>", "</s>"))
+        bos, eos = variant.special_tokens
         return build_prompt(plain, variant.template, bos_token=bos, eos_token=eos,
                             strip_bos=False)
     return build_llama2_prompt(plain, bos=True, allow_unsafe=True)

@@ -140,12 +140,17 @@ class Variant:
 
     @property
     def total_size(self) -> int:
-        """The 16-bit weights' bytes (``metadata.total_size``)."""
-        head_dim = self.head_dim or self.hidden // self.heads
-        attention = 2 * self.hidden * head_dim * (self.heads + self.kv_heads)
-        per_layer = attention + 3 * self.hidden * self.intermediate + 2 * self.hidden
-        embeddings = self.vocab * self.hidden * (1 if self.tie_embeddings else 2)
-        return 2 * (self.layers * per_layer + embeddings + self.hidden)
+        """The 16-bit weights' bytes (``metadata.total_size``), counted from the config."""
+        from common.model_facts import count_weight_bytes
+
+        return count_weight_bytes(_config(self))
+
+    @property
+    def special_tokens(self) -> tuple[str, str]:
+        """The tokenizer's (BOS, EOS) texts."""
+        if self.family.startswith("llama3"):
+            return "<|begin_of_text|>", "<|eot_id|>"
+        return "<s>", "</s>"
 
 
 def _v(repo_id: str, layers: int, heads: int, kv: int, hidden: int, inter: int, pos: int,
@@ -221,16 +226,9 @@ def _tokens(variant: Variant) -> tuple[dict[str, Any], dict[str, Any], dict[str,
     return tokenizer, generation, {"bos_token_id": 1, "eos_token_id": ends}
 
 
-def variant_files(repo_id: str) -> dict[str, Any] | None:
-    """Return ``{file name: JSON document}`` for ``repo_id``'s four fact files, or ``None``
-    for a repository the stand-in does not know."""
-    variant = VARIANTS.get(repo_id)
-    if variant is None:
-        return None
-    tokenizer, generation, ids = _tokens(variant)
-    tokenizer = {**tokenizer, "chat_template": variant.template}
+def _config(variant: Variant) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "_name_or_path": repo_id, "architectures": ["LlamaForCausalLM"], **ids,
+        "_name_or_path": variant.repo_id, "architectures": ["LlamaForCausalLM"],
         "hidden_act": "silu", "hidden_size": variant.hidden,
         "intermediate_size": variant.intermediate,
         "max_position_embeddings": variant.positions, "model_type": "llama",
@@ -241,6 +239,18 @@ def variant_files(repo_id: str) -> dict[str, Any] | None:
     }
     if variant.head_dim is not None:
         config["head_dim"] = variant.head_dim
+    return config
+
+
+def variant_files(repo_id: str) -> dict[str, Any] | None:
+    """Return ``{file name: JSON document}`` for ``repo_id``'s four fact files, or ``None``
+    for a repository the stand-in does not know."""
+    variant = VARIANTS.get(repo_id)
+    if variant is None:
+        return None
+    tokenizer, generation, ids = _tokens(variant)
+    tokenizer = {**tokenizer, "chat_template": variant.template}
+    config = {**_config(variant), **ids}
     index = {"metadata": {"total_size": variant.total_size},
              "weight_map": {"model.embed_tokens.weight": "model.safetensors",
                             "lm_head.weight": "model.safetensors"}}

@@ -329,11 +329,9 @@ def new_recipe(
 
 
 def _token_limits(max_total_tokens: int) -> dict[str, int]:
-    """Consistent token limits for a ``MAX_TOTAL_TOKENS`` given by hand."""
-    max_input = max_total_tokens - min(max_total_tokens // 4, 4096)
-    return {"max_total_tokens": max_total_tokens, "max_input_tokens": max_input,
-            "max_batch_prefill_tokens": max(max_input, min(4096, max_total_tokens)),
-            "max_new_tokens": min(512, max_total_tokens - max_input)}
+    from common.sizing import token_limits
+
+    return token_limits(max_total_tokens)
 
 
 def _sizing_code(model_id: str, container: str, sizing: Any, limits: dict[str, int]) -> str:
