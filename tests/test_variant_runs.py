@@ -13,11 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 from chat_reference import apply_chat_template
+from test_notebook_runs import _execute  # the recipes' own headless runner
 
-from common.local.stack import HEADLESS_NOTEBOOK_ENV
 from common.local.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,24 +28,6 @@ FAMILY_RUNS = [
     ("meta-llama/Llama-3.3-70B-Instruct", "tgi"),
 ]
 END_TEXTS = ("</s>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<step>")
-
-
-def _execute(path: Path) -> nbformat.NotebookNode:
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(path, as_version=4)
-    saved = {name: os.environ.get(name) for name in HEADLESS_NOTEBOOK_ENV}
-    os.environ.update(HEADLESS_NOTEBOOK_ENV)
-    try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return notebook
 
 
 def _stdout(cell) -> str:
