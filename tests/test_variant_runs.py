@@ -78,6 +78,9 @@ def test_a_generated_pair_runs_against_the_stand_in(local_stack, repo, container
     assert prompts, "the inference notebook sent no text prompt"
     assert prompts[0] == _reference_prompt(repo, namespace["conversation"])
     assert any("messages" in b for b in bodies), "the Messages API cell ran"
+    # The stand-in knew the model (TGI: HF_MODEL_ID; LMI: serving.properties -> S3 config),
+    # so its Messages API route used this model's template and its answers its end token.
+    assert {r["served_model"] for r in requests} == {repo}
 
     # No end token reaches a printed answer.
     for cell in inference.cells:

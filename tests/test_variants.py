@@ -299,3 +299,65 @@ def test_the_weights_are_counted_from_config_when_there_is_no_index():
     assert facts.weight_bytes == VARIANTS["meta-llama/Llama-3.2-1B-Instruct"].total_size
     assert "counted from config.json" in facts.weights_source
     assert json.dumps(facts.end_tokens)
+
+
+# --------------------------------------------------------------------------- the stand-in
+
+
+def _tarball(properties: str) -> bytes:
+    import tarfile
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = properties.encode()
+        member = tarfile.TarInfo("serving.properties")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    return archive.getvalue()
+
+
+def test_the_stand_in_reads_which_model_an_lmi_endpoint_serves():
+    from common.local.served_model import served_model_id
+
+    objects = {
+        ("b", "p/code/model.tar.gz"): _tarball("engine=Python\noption.model_id=s3://b/p/model/\n"),
+        ("b", "p/model/config.json"): json.dumps(
+            {"_name_or_path": "meta-llama/Llama-3.2-1B-Instruct"}).encode(),
+        ("b", "hub/model.tar.gz"): _tarball("option.model_id=codellama/CodeLlama-7b-Instruct-hf"),
+    }
+
+    def read(bucket, key):
+        return objects.get((bucket, key))
+
+    assert served_model_id("s3://b/p/code/model.tar.gz", read) == (
+        "meta-llama/Llama-3.2-1B-Instruct")
+    assert served_model_id("s3://b/hub/model.tar.gz", read) == "codellama/CodeLlama-7b-Instruct-hf"
+    assert served_model_id("s3://b/missing.tar.gz", read) is None
+    assert served_model_id(None, read) is None
+
+
+@pytest.mark.parametrize(("repo", "end"), [
+    ("meta-llama/Llama-3.1-8B-Instruct", "<|eot_id|>"),
+    ("codellama/CodeLlama-70b-Instruct-hf", "<step>"),
+    ("meta-llama/Llama-2-7b-chat-hf", "</s>"),
+    (None, "</s>"),
+])
+def test_the_replay_ends_with_the_models_own_end_token(repo, end):
+    from common.local.backends import GenerationRequest, ReplayBackend
+
+    tokens = ReplayBackend(0, 0).tokens_for(GenerationRequest(prompt="Hi", model_id=repo))
+    assert tokens[-1].text == end and tokens[-1].special
+    assert all(t.text != end for t in tokens[:-1])
+
+
+def test_the_messages_route_renders_the_served_models_template():
+    from chat_reference import apply_chat_template
+
+    from common.local.containers import _render_chat
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    for repo in ("meta-llama/Llama-3.1-8B-Instruct", "codellama/CodeLlama-70b-Instruct-hf"):
+        variant = VARIANTS[repo]
+        assert _render_chat(messages, repo) == apply_chat_template(
+            variant.template, *variant.special_tokens, messages)
+    assert _render_chat(messages, None).startswith("<s>[INST] <<SYS>>")

@@ -656,6 +656,7 @@ class _Handler(BaseHTTPRequestHandler):
             "headers": self._headers_for_log(), "body": None, "body_bytes": 0,
             "custom_attributes": None, "faults": [], "status": None, "error_code": None,
             "container": None, "tokens": 0, "outcome": None, "ignored_parameters": [],
+            "served_model": None,
         })
         try:
             body = self._read_body()
@@ -734,7 +735,7 @@ class _Handler(BaseHTTPRequestHandler):
                 writer.close()
                 return
             raise
-        owner._update(entry, ignored_parameters=parsed.ignored)
+        owner._update(entry, ignored_parameters=parsed.ignored, served_model=parsed.model_id)
         session = containers.open_session(parsed)
         if streaming:
             self._stream(info, parsed, session, faults, entry, timing)
