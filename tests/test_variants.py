@@ -181,6 +181,35 @@ def test_new_refuses_an_override_that_does_not_fit(offline_hub, tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+def test_new_takes_max_total_tokens_as_an_override_and_checks_it(offline_hub, tmp_path,
+                                                                 capsys):
+    args = ["new", "--model-id", "meta-llama/Llama-3.1-8B-Instruct", "--container", "lmi",
+            "--instance-type", "ml.g5.2xlarge", "--out", str(tmp_path)]
+    assert notebooks_main([*args, "--max-total-tokens", "8192"]) == 0
+    deploy = sorted(tmp_path.glob("*.ipynb"))[0]
+    assert "dataclasses.replace(preset, max_total_tokens=8192" in _code(deploy)
+    for path in tmp_path.glob("*.ipynb"):
+        path.unlink()
+    assert notebooks_main([*args, "--max-total-tokens", "131072"]) == 2
+    assert "KV cache cannot hold one full request" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_without_the_hub_needs_every_fact_by_hand(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        _raise(AssertionError("the Hub must not be read")))
+    status = notebooks_main(["new", "--model-id", "meta-llama/Llama-3.1-8B-Instruct",
+                             "--container", "tgi", "--instance-type", "ml.g5.2xlarge",
+                             "--prompt-format", "llama3", "--params-billion", "8.03",
+                             "--max-total-tokens", "8192", "--out", str(tmp_path)])
+    assert status == 0
+    deploy, inference = sorted(tmp_path.glob("*.ipynb"))
+    assert "max_total_tokens=8192" in _code(deploy)
+    assert "common.build_llama3_prompt(conversation)" in _code(inference)
+
+
 def test_the_variants_table_lists_every_variant():
     table = variants_table("tgi")
     for repo in VARIANT_REPOS:
