@@ -642,6 +642,13 @@ class Preset:
             rows.append(("env HF_TOKEN", mask_secret(hf_token)))
         elif self.container == "tgi" and "HF_TOKEN" not in env:
             rows.append(("env HF_TOKEN", "(passed at deploy time; never stored in the preset)"))
+        if self.num_attention_heads:
+            rows.append(("Attention / KV heads",
+                         f"{self.num_attention_heads} / {self.num_kv_heads or '?'}"))
+        if self.kv_bytes_per_token:
+            rows.append(("KV cache per token", f"{self.kv_bytes_per_token:,} bytes"))
+        if self.max_position_embeddings:
+            rows.append(("Context length (positions)", f"{self.max_position_embeddings:,}"))
         rows += [
             ("max_new_tokens per request", str(self.max_new_tokens)),
             ("Health-check timeout", f"{self.health_check_timeout_s} s"),
