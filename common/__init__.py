@@ -39,6 +39,7 @@ from common.errors import (
     InferenceComponentFailedError,
     InternalStreamFailure,
     InvocationError,
+    ModelFactsError,
     ModelInvocationError,
     ModelStreamError,
     NoCapacityError,
@@ -50,6 +51,7 @@ from common.errors import (
     ThrottledError,
 )
 from common.metrics import MeasuredStream, StreamMetrics, measure, percentile
+from common.model_facts import ModelFacts, read_model_facts
 from common.presets import (
     INSTANCE_TYPES,
     PRESETS,
@@ -63,7 +65,14 @@ from common.presets import (
     render_serving_properties,
     scaling_settings,
 )
-from common.prompts import build_llama2_prompt, build_llama3_prompt, parse_llama2_prompt
+from common.prompts import (
+    PromptBuilder,
+    build_llama2_prompt,
+    build_llama3_prompt,
+    build_prompt,
+    parse_llama2_prompt,
+    prompt_builder_for,
+)
 from common.scaling import (
     BackgroundLoad,
     ScalingState,
@@ -73,6 +82,7 @@ from common.scaling import (
     wait_for_inference_component,
     watch_scaling,
 )
+from common.sizing import Sizing, size_deployment
 from common.streaming import (
     END_TOKENS,
     AsyncTokenStream,
@@ -105,16 +115,20 @@ __all__ = [
     "InvocationError",
     "LineIterator",
     "MeasuredStream",
+    "ModelFacts",
+    "ModelFactsError",
     "ModelInvocationError",
     "ModelStreamError",
     "NoCapacityError",
     "PayloadError",
     "Preset",
     "PresetError",
+    "PromptBuilder",
     "RecipeError",
     "ScalingSettings",
     "ScalingState",
     "ScalingTimeline",
+    "Sizing",
     "StreamDecoder",
     "StreamError",
     "StreamMetrics",
@@ -133,6 +147,7 @@ __all__ = [
     "build_llama2_prompt",
     "build_llama3_prompt",
     "build_payload",
+    "build_prompt",
     "capacity_rows",
     "capacity_table",
     "choose_target",
@@ -153,12 +168,15 @@ __all__ = [
     "percentile",
     "plot_capacity",
     "plot_latency_comparison",
+    "prompt_builder_for",
+    "read_model_facts",
     "read_scaling_state",
     "render_serving_properties",
     "resolve_execution_role",
     "runtime_client",
     "scaling_settings",
     "show_stream",
+    "size_deployment",
     "validate_payload",
     "wait_for_endpoint",
     "wait_for_inference_component",

@@ -27,6 +27,7 @@ __all__ = [
     "InferenceComponentFailedError",
     "InternalStreamFailure",
     "InvocationError",
+    "ModelFactsError",
     "ModelInvocationError",
     "ModelStreamError",
     "NoCapacityError",
@@ -318,6 +319,26 @@ class PayloadError(RecipeError, ValueError):
 
 class PresetError(RecipeError, ValueError):
     """A deployment preset is inconsistent (GPUs, memory, token budgets)."""
+
+
+class ModelFactsError(RecipeError, ValueError):
+    """A fact about a Hub model could not be read (a file, why, and the flag that gives it).
+
+    Attributes:
+        model_id: the Hugging Face model id.
+        filename: the file that could not be read (``config.json``...), or ``None``.
+        reason: why, in a few words.
+        flag: the ``python -m common.notebooks new`` flag that supplies the fact by hand, or
+            ``None`` when there is none.
+    """
+
+    def __init__(self, message: str, *, model_id: str = "", filename: str | None = None,
+                 reason: str = "", flag: str | None = None) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.filename = filename
+        self.reason = reason
+        self.flag = flag
 
 
 class DeploymentError(RecipeError):

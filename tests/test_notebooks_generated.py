@@ -130,7 +130,8 @@ def test_new_writes_a_pair_for_another_llama_variant(tmp_path, model_id, fmt, bu
     out = io.StringIO()
     status = notebooks_main(["new", "--model-id", model_id, "--container", container,
                              "--instance-type", "ml.g5.12xlarge", "--out", str(tmp_path),
-                             "--prompt-format", fmt], out=out)
+                             "--prompt-format", fmt, "--params-billion", "8",
+                             "--max-total-tokens", "4096"], out=out)
     assert status == 0
     written = sorted(tmp_path.glob("*.ipynb"))
     assert [p.name[:2] for p in written] == ["1-", "2-"]

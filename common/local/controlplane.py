@@ -400,10 +400,40 @@ class ControlPlane:
                 if life is None:  # created before our patches (cannot happen through them)
                     life = _Lifecycle("AllTraffic", *self._model_of_config(
                         backend, endpoint.endpoint_config_name)[:2])
+                environment = dict(life.environment)
+                if "HF_MODEL_ID" not in environment:  # LMI: the model is in serving.properties
+                    served = self._served_model(backend, endpoint.endpoint_config_name)
+                    if served:
+                        environment["HF_MODEL_ID"] = served
                 return EndpointInfo(name=endpoint_name, status=endpoint.endpoint_status,
-                                    image=life.image or "", environment=dict(life.environment),
+                                    image=life.image or "", environment=environment,
                                     variant=life.variant_name)
         return None
+
+    def _served_model(self, backend: Any, endpoint_config_name: str) -> str | None:
+        """The model an LMI endpoint serves, from its ``model.tar.gz``'s serving.properties
+        and the uploaded ``config.json`` in moto's S3 (see :mod:`common.local.served_model`)."""
+        from moto.backends import get_backend
+        from moto.s3.exceptions import MissingBucket, MissingKey
+
+        from common.local.served_model import served_model_id
+
+        config = backend.endpoint_configs.get(endpoint_config_name)
+        variants = config.production_variants if config is not None else []
+        model = backend._models.get(variants[0].get("ModelName")) if variants else None
+        if model is None:
+            return None
+        container = model.primary_container or (model.containers or [{}])[0]
+        s3 = get_backend("s3")[self.account_id]["global"]
+
+        def read(bucket: str, key: str) -> bytes | None:
+            try:
+                stored = s3.get_object(bucket, key)
+            except (MissingBucket, MissingKey):
+                return None
+            return None if stored is None else bytes(stored.value)
+
+        return served_model_id(container.get("ModelDataUrl"), read)
 
     def endpoint_status(self, endpoint_name: str) -> str | None:
         """Return the endpoint's current status, or ``None`` when it does not exist."""

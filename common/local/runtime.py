@@ -667,6 +667,7 @@ class _Handler(BaseHTTPRequestHandler):
             "custom_attributes": None, "faults": [], "status": None, "error_code": None,
             "container": None, "tokens": 0, "outcome": None, "ignored_parameters": [],
             "inference_component": None,
+            "served_model": None,
         })
         try:
             body = self._read_body()
@@ -750,7 +751,7 @@ class _Handler(BaseHTTPRequestHandler):
                 writer.close()
                 return
             raise
-        owner._update(entry, ignored_parameters=parsed.ignored)
+        owner._update(entry, ignored_parameters=parsed.ignored, served_model=parsed.model_id)
         if admission is not None:
             try:
                 admission.acquire(owner._stopping)

@@ -28,7 +28,7 @@ from typing import Any
 from common.local.clock import Clock, ScaledClock
 from common.local.components import CopyPace, Timings
 from common.local.controlplane import DEFAULT_REGION, ControlPlane, LocalStackError
-from common.local.hub import LLAMA2_CHAT_REPOS, write_tiny_snapshot
+from common.local.hub import VARIANT_REPOS, write_tiny_snapshot
 
 __all__ = [
     "BACKENDS",
@@ -150,7 +150,7 @@ class LocalStack:
         port: int = 0,
         runtime_port: int = 0,
         region: str = DEFAULT_REGION,
-        hf_repos: Sequence[str] = LLAMA2_CHAT_REPOS,
+        hf_repos: Sequence[str] = VARIANT_REPOS,
         hf_allow_patterns: Sequence[str] | None = None,
         time_scale: float = 1.0,
         clock: Clock | None = None,
