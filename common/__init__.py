@@ -2,9 +2,21 @@
 
 The client core -- prompts, stream decoding, errors, metrics -- needs only the standard
 library (and botocore's exceptions, imported lazily); presets, endpoints, the live display and
-the load tool build on it. ``common.local`` (the SageMaker stand-in) is not imported here.
+the load tool build on it. The async helpers (``ainvoke_stream``, ``async_runtime_client``)
+import aiobotocore only when called. ``common.local`` (the SageMaker stand-in) is not imported here.
 """
 
+from common.aio import ainvoke, ainvoke_stream, async_runtime_client
+from common.capacity import (
+    IdleCost,
+    TargetChoice,
+    capacity_rows,
+    capacity_table,
+    choose_target,
+    cost_per_million_tokens,
+    idle_cost_per_day,
+    plot_capacity,
+)
 from common.display import StreamResult, plot_latency_comparison, show_stream
 from common.endpoints import (
     approx_token_count,
@@ -24,10 +36,13 @@ from common.errors import (
     EndpointNotFoundError,
     EndpointWaitTimeout,
     IncompleteStreamError,
+    InferenceComponentFailedError,
     InternalStreamFailure,
     InvocationError,
+    ModelFactsError,
     ModelInvocationError,
     ModelStreamError,
+    NoCapacityError,
     PayloadError,
     PreflightError,
     PresetError,
@@ -37,26 +52,60 @@ from common.errors import (
     ThrottledError,
 )
 from common.metrics import MeasuredStream, StreamMetrics, measure, percentile
+from common.model_facts import ModelFacts, read_model_facts
 from common.preflight import CheckResult, PreflightReport, preflight
 from common.presets import (
     INSTANCE_TYPES,
     PRESETS,
     InstanceType,
     Preset,
+    ScalingSettings,
     custom_preset,
     get_preset,
     image_uri,
     instance_info,
     render_serving_properties,
+    scaling_settings,
 )
-from common.prompts import build_llama2_prompt, build_llama3_prompt, parse_llama2_prompt
-from common.streaming import LineIterator, Token, TokenStream, iter_text, iter_tokens
+from common.prompts import (
+    PromptBuilder,
+    build_llama2_prompt,
+    build_llama3_prompt,
+    build_prompt,
+    parse_llama2_prompt,
+    prompt_builder_for,
+)
+from common.scaling import (
+    BackgroundLoad,
+    ScalingState,
+    ScalingTimeline,
+    delete_scaling_resources,
+    read_scaling_state,
+    wait_for_inference_component,
+    watch_scaling,
+)
+from common.sizing import Sizing, size_deployment
+from common.streaming import (
+    END_TOKENS,
+    AsyncTokenStream,
+    LineIterator,
+    StreamDecoder,
+    Token,
+    TokenStream,
+    aiter_text,
+    aiter_tokens,
+    iter_text,
+    iter_tokens,
+)
 from common.weights import WEIGHT_PATTERNS, CopyResult, copy_weights_to_s3, list_weight_files
 
 __all__ = [
+    "END_TOKENS",
     "INSTANCE_TYPES",
     "PRESETS",
     "WEIGHT_PATTERNS",
+    "AsyncTokenStream",
+    "BackgroundLoad",
     "CheckResult",
     "ContainerStreamError",
     "CopyResult",
@@ -64,35 +113,59 @@ __all__ = [
     "EndpointFailedError",
     "EndpointNotFoundError",
     "EndpointWaitTimeout",
+    "IdleCost",
     "IncompleteStreamError",
+    "InferenceComponentFailedError",
     "InstanceType",
     "InternalStreamFailure",
     "InvocationError",
     "LineIterator",
     "MeasuredStream",
+    "ModelFacts",
+    "ModelFactsError",
     "ModelInvocationError",
     "ModelStreamError",
+    "NoCapacityError",
     "PayloadError",
     "PreflightError",
     "PreflightReport",
     "Preset",
     "PresetError",
+    "PromptBuilder",
     "RecipeError",
+    "ScalingSettings",
+    "ScalingState",
+    "ScalingTimeline",
+    "Sizing",
+    "StreamDecoder",
     "StreamError",
     "StreamMetrics",
     "StreamResult",
     "StreamTimeoutError",
+    "TargetChoice",
     "ThrottledError",
     "Token",
     "TokenStream",
+    "ainvoke",
+    "ainvoke_stream",
+    "aiter_text",
+    "aiter_tokens",
     "approx_token_count",
+    "async_runtime_client",
     "build_llama2_prompt",
     "build_llama3_prompt",
     "build_payload",
+    "build_prompt",
+    "capacity_rows",
+    "capacity_table",
+    "choose_target",
     "copy_weights_to_s3",
+    "cost_per_million_tokens",
     "custom_preset",
     "delete_endpoint_resources",
+    "delete_scaling_resources",
     "get_preset",
+    "idle_cost_per_day",
     "image_uri",
     "instance_info",
     "invoke",
@@ -103,12 +176,20 @@ __all__ = [
     "measure",
     "parse_llama2_prompt",
     "percentile",
+    "plot_capacity",
     "plot_latency_comparison",
     "preflight",
+    "prompt_builder_for",
+    "read_model_facts",
+    "read_scaling_state",
     "render_serving_properties",
     "resolve_execution_role",
     "runtime_client",
+    "scaling_settings",
     "show_stream",
+    "size_deployment",
     "validate_payload",
     "wait_for_endpoint",
+    "wait_for_inference_component",
+    "watch_scaling",
 ]

@@ -320,9 +320,15 @@ def test_an_unknown_weights_mode_is_refused():
         common.preflight(LMI, weights="torrent", show=False)
 
 
-def test_notebooks_for_other_variants_get_the_preflight_cell_too():
+def test_notebooks_for_other_variants_get_the_preflight_cell_too(local_stack, monkeypatch):
+    import huggingface_hub.constants as constants
+
     from common.notebooks.generator import new_recipe, render_recipe
 
+    # `new` reads the model's facts with hf_hub_download; this process imported
+    # huggingface_hub before the stand-in's HF_ENDPOINT was set, so read its cache offline.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(local_stack.hf_cache))
     recipe = new_recipe("codellama/CodeLlama-13b-Instruct-hf", "lmi", "ml.g5.12xlarge")
     deploy = render_recipe(recipe)[recipe.deploy_path]
     assert "common.preflight(" in deploy

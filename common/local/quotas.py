@@ -4,7 +4,7 @@ moto 5.2.5's ``service-quotas`` knows only the ``vpc`` service and only
 ``ListAWSDefaultServiceQuotas`` / ``GetServiceQuota``. :class:`QuotaBook` holds the SageMaker
 endpoint quotas of the stand-in's account -- one per instance type, named as SageMaker names
 them (``"ml.g5.12xlarge for endpoint usage"``) -- and :func:`install` patches, for as long as
-the control plane runs (the same reversible patches as :mod:`common.local.controlplane`):
+the control plane runs (a control-plane extension: reversible patches):
 
 * ``ListServiceQuotas`` / ``GetServiceQuota`` (the account's applied values),
   ``ListAWSDefaultServiceQuotas`` / ``GetAWSDefaultServiceQuota`` (AWS's defaults) and
@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = [
@@ -162,11 +162,16 @@ def _endpoint_instances(backend: Any, config_name: str) -> dict[str, float]:
     return counts
 
 
-def install(patches: Any, book: QuotaBook) -> None:
+def install(patch: Callable[[object, str, object], None], book: QuotaBook) -> None:
     """Patch moto's Service Quotas and SageMaker ``CreateEndpoint`` with ``book``.
 
+    A control-plane extension: ``ControlPlane(extensions=[lambda plane, patch:
+    install(patch, book)])``; list it after extensions that patch ``create_endpoint`` too, so
+    that the quota check runs first.
+
     Args:
-        patches: the control plane's reversible patch set (``set(owner, name, value)``).
+        patch: the control plane's reversible patch function (``patch(owner, name, value)``,
+            undone when the control plane stops).
         book: the quotas.
     """
     from moto.core.exceptions import JsonRESTError
@@ -234,14 +239,14 @@ def install(patches: Any, book: QuotaBook) -> None:
         book.increase_requests.append(requested)
         return json.dumps({"RequestedQuota": requested})
 
-    patches.set(ServiceQuotasResponse, "list_service_quotas", list_service_quotas)
-    patches.set(ServiceQuotasResponse, "list_aws_default_service_quotas",
+    patch(ServiceQuotasResponse, "list_service_quotas", list_service_quotas)
+    patch(ServiceQuotasResponse, "list_aws_default_service_quotas",
                 list_aws_default_service_quotas)
-    patches.set(ServiceQuotasResponse, "get_service_quota",
+    patch(ServiceQuotasResponse, "get_service_quota",
                 lambda response: get_quota(response, default=False))
-    patches.set(ServiceQuotasResponse, "get_aws_default_service_quota",
+    patch(ServiceQuotasResponse, "get_aws_default_service_quota",
                 lambda response: get_quota(response, default=True))
-    patches.set(ServiceQuotasResponse, "request_service_quota_increase",
+    patch(ServiceQuotasResponse, "request_service_quota_increase",
                 request_service_quota_increase)
 
     backend_cls = models.SageMakerModelBackend
@@ -263,4 +268,4 @@ def install(patches: Any, book: QuotaBook) -> None:
                     resource_limit_message(instance_type, limit, used, delta))
         return create_endpoint(backend, endpoint_name, endpoint_config_name, tags)
 
-    patches.set(backend_cls, "create_endpoint", create_endpoint_within_quota)
+    patch(backend_cls, "create_endpoint", create_endpoint_within_quota)
