@@ -5,6 +5,8 @@ library (and botocore's exceptions, imported lazily); presets, endpoints, the li
 the load tool build on it. ``common.local`` (the SageMaker stand-in) is not imported here.
 """
 
+from common.chat_view import ChatView, show_chat
+from common.conversation import Conversation, PreparedTurn, TokenCounter, token_counter
 from common.display import StreamResult, plot_latency_comparison, show_stream
 from common.endpoints import (
     approx_token_count,
@@ -53,7 +55,9 @@ from common.streaming import LineIterator, Token, TokenStream, iter_text, iter_t
 __all__ = [
     "INSTANCE_TYPES",
     "PRESETS",
+    "ChatView",
     "ContainerStreamError",
+    "Conversation",
     "DeploymentError",
     "EndpointFailedError",
     "EndpointNotFoundError",
@@ -67,6 +71,7 @@ __all__ = [
     "ModelInvocationError",
     "ModelStreamError",
     "PayloadError",
+    "PreparedTurn",
     "Preset",
     "PresetError",
     "RecipeError",
@@ -76,6 +81,7 @@ __all__ = [
     "StreamTimeoutError",
     "ThrottledError",
     "Token",
+    "TokenCounter",
     "TokenStream",
     "approx_token_count",
     "build_llama2_prompt",
@@ -97,7 +103,9 @@ __all__ = [
     "render_serving_properties",
     "resolve_execution_role",
     "runtime_client",
+    "show_chat",
     "show_stream",
+    "token_counter",
     "validate_payload",
     "wait_for_endpoint",
 ]
