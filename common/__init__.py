@@ -2,9 +2,11 @@
 
 The client core -- prompts, stream decoding, errors, metrics -- needs only the standard
 library (and botocore's exceptions, imported lazily); presets, endpoints, the live display and
-the load tool build on it. ``common.local`` (the SageMaker stand-in) is not imported here.
+the load tool build on it. The async helpers (``ainvoke_stream``, ``async_runtime_client``)
+import aiobotocore only when called. ``common.local`` (the SageMaker stand-in) is not imported here.
 """
 
+from common.aio import ainvoke, ainvoke_stream, async_runtime_client
 from common.chat_view import ChatView, show_chat
 from common.conversation import Conversation, PreparedTurn, TokenCounter, token_counter
 from common.display import StreamResult, plot_latency_comparison, show_stream
@@ -50,11 +52,24 @@ from common.presets import (
     render_serving_properties,
 )
 from common.prompts import build_llama2_prompt, build_llama3_prompt, parse_llama2_prompt
-from common.streaming import LineIterator, Token, TokenStream, iter_text, iter_tokens
+from common.streaming import (
+    END_TOKENS,
+    AsyncTokenStream,
+    LineIterator,
+    StreamDecoder,
+    Token,
+    TokenStream,
+    aiter_text,
+    aiter_tokens,
+    iter_text,
+    iter_tokens,
+)
 
 __all__ = [
+    "END_TOKENS",
     "INSTANCE_TYPES",
     "PRESETS",
+    "AsyncTokenStream",
     "ChatView",
     "ContainerStreamError",
     "Conversation",
@@ -75,6 +90,7 @@ __all__ = [
     "Preset",
     "PresetError",
     "RecipeError",
+    "StreamDecoder",
     "StreamError",
     "StreamMetrics",
     "StreamResult",
@@ -83,7 +99,12 @@ __all__ = [
     "Token",
     "TokenCounter",
     "TokenStream",
+    "ainvoke",
+    "ainvoke_stream",
+    "aiter_text",
+    "aiter_tokens",
     "approx_token_count",
+    "async_runtime_client",
     "build_llama2_prompt",
     "build_llama3_prompt",
     "build_payload",

@@ -461,24 +461,34 @@ def _call_with_retries(
     for attempt in range(1, max_attempts + 1):
         try:
             return call()
-        except ClientError as exc:
-            if _is_retryable(exc) and attempt < max_attempts:
-                sleep(backoff_s * 2 ** (attempt - 1) * (1 + jitter()))
-                continue
-            error = invocation_error_from_client_error(exc, endpoint_name)
-            if isinstance(error, ThrottledError):
-                error = ThrottledError(f"{error} (gave up after {attempt} attempt"
-                                       f"{'s' if attempt != 1 else ''})",
-                                       error_code=error.error_code)
-            raise error from exc
-        except BotoCoreError as exc:
-            raise InvocationError(
-                f"{type(exc).__name__}: {exc}. Check the region and network (or "
-                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME), and raise runtime_client(read_timeout=...) "
-                "if the endpoint takes long to start answering.",
-                error_code=type(exc).__name__,
-            ) from exc
+        except (ClientError, BotoCoreError) as exc:
+            pause = _retry_pause(exc, attempt, endpoint_name, max_attempts=max_attempts,
+                                 backoff_s=backoff_s, jitter=jitter)
+            sleep(pause)
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _retry_pause(exc: Exception, attempt: int, endpoint_name: str, *, max_attempts: int,
+                 backoff_s: float, jitter: Callable[[], float]) -> float:
+    """Return how long to wait before retrying ``exc`` (raised by attempt ``attempt``), or
+    raise the mapped error when it is not retried (shared by the sync and async helpers)."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        if _is_retryable(exc) and attempt < max_attempts:
+            return backoff_s * 2 ** (attempt - 1) * (1 + jitter())
+        error = invocation_error_from_client_error(exc, endpoint_name)
+        if isinstance(error, ThrottledError):
+            error = ThrottledError(f"{error} (gave up after {attempt} attempt"
+                                   f"{'s' if attempt != 1 else ''})",
+                                   error_code=error.error_code)
+        raise error from exc
+    raise InvocationError(
+        f"{type(exc).__name__}: {exc}. Check the region and network (or "
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME), and raise runtime_client(read_timeout=...) "
+        "if the endpoint takes long to start answering.",
+        error_code=type(exc).__name__,
+    ) from exc
 
 
 def _request(endpoint_name: str, body: bytes, custom_attributes: str | None,
@@ -583,7 +593,11 @@ def invoke(
     response = _call_with_retries(
         lambda: client.invoke_endpoint(**kwargs), endpoint_name,
         max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter)
-    raw = response["Body"].read()
+    return _json_answer(response["Body"].read(), response, endpoint_name)
+
+
+def _json_answer(raw: bytes, response: Mapping[str, Any], endpoint_name: str) -> Any:
+    """Parse a non-streaming answer; raise :class:`InvocationError` when it is not JSON."""
     try:
         return json.loads(raw)
     except ValueError as exc:

@@ -151,6 +151,12 @@ _SAGEMAKER_STREAM_ERRORS: dict[str, type[StreamError]] = {
 def stream_error_from_botocore(exc: Exception, partial_text: str = "") -> StreamError:
     """Map botocore's ``EventStreamError`` (or a read timeout) to a :class:`StreamError`.
 
+    aiobotocore raises botocore's ``EventStreamError`` too; its transport's failures --
+    aiohttp's ``ClientPayloadError``, ``ServerDisconnectedError``,
+    other ``ClientConnectionError`` types, and timeouts (``asyncio.TimeoutError``, aiohttp's
+    ``SocketTimeoutError``) -- map like urllib3's: a timeout to
+    :class:`StreamTimeoutError`, a broken connection to :class:`IncompleteStreamError`.
+
     Args:
         exc: the exception raised while iterating a ``response["Body"]`` event stream.
         partial_text: the text decoded before the failure.
@@ -167,18 +173,29 @@ def stream_error_from_botocore(exc: Exception, partial_text: str = "") -> Stream
     if cls is not None:
         return cls(f"{code}: {message}", partial_text=partial_text, error_code=sub_code or code)
     name = type(exc).__name__
-    if "Timeout" in name:
+    # Matched by the names in the class's MRO, so that neither botocore, urllib3 nor aiohttp
+    # (aiobotocore's transport) is imported here; asyncio.TimeoutError is TimeoutError.
+    lineage = {cls.__name__ for cls in type(exc).__mro__}
+    if any("Timeout" in each for each in lineage):
         return StreamTimeoutError(
-            f"read timed out: {exc}", partial_text=partial_text, error_code="ReadTimeout"
+            f"read timed out: {exc or name}", partial_text=partial_text,
+            error_code="ReadTimeout",
         )
-    broken = {"ProtocolError", "IncompleteRead", "ResponseStreamingError", "ChunkedEncodingError"}
-    if name in broken:
+    if lineage & _BROKEN_CONNECTION:
         return IncompleteStreamError(
-            f"connection broken mid-stream: {exc}", partial_text=partial_text,
+            f"connection broken mid-stream: {name}: {exc}", partial_text=partial_text,
             error_code="ConnectionBroken",
         )
     return StreamError(f"{code or name}: {message}", partial_text=partial_text,
                        error_code=code or None)
+
+
+_BROKEN_CONNECTION = frozenset({
+    # botocore / urllib3 / http.client (boto3's transport)
+    "ProtocolError", "IncompleteRead", "ResponseStreamingError", "ChunkedEncodingError",
+    # aiohttp (aiobotocore's transport): a body cut short, a server that hung up, a reset
+    "ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError",
+})
 
 
 def stream_error_from_container(
