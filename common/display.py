@@ -446,10 +446,22 @@ def show_stream(
             arrived.put(_DONE)
 
     reader = threading.Thread(target=read, name="show_stream reader", daemon=True)
+    finished = threading.Event()
+
+    def watch() -> None:
+        # A stop wakes a read that is blocked on the connection at once (not at the next
+        # token): shut the socket down for reading; the reader then closes the stream.
+        while not finished.is_set():
+            if stop_event.wait(0.05):
+                if not finished.is_set():
+                    interrupt_stream(tokens)
+                return
+
+    watcher = threading.Thread(target=watch, name="show_stream stop", daemon=True)
     handle_ui_events = _ui_poller() if chosen == "widget" else None
-    interrupted = False
     try:
         reader.start()
+        watcher.start()
         done = False
         while not done:
             try:
@@ -467,12 +479,12 @@ def show_stream(
                     item = None
             if handle_ui_events is not None:
                 handle_ui_events()
-            if stop_event.is_set() and not interrupted and not done:
-                interrupted = interrupt_stream(tokens)
     finally:
+        finished.set()
         if handle_ui_events is not None:
             handle_ui_events.close()  # type: ignore[attr-defined]
     reader.join()
+    watcher.join()
     error = outcome.error
     view.finish(stream, error, outcome.stopped)
     if error is not None and raise_errors:
