@@ -33,10 +33,11 @@ Closing a stream stops it. The **Stop** button, or ``stop.set()`` on the
 :class:`threading.Event` passed as ``stop=``, closes the response body (botocore's
 ``EventStream``, hence its HTTP connection); the text received so far is kept and the result
 says :attr:`StreamResult.stopped` -- a stop is never raised as an error. The tokens are read
-in a worker thread while the cell's own thread draws them; in a Jupyter kernel that thread
-also lets the kernel handle widget events (``jupyter_ui_poll``), since a running cell
-otherwise receives no button click until it ends. A read that is blocked waiting for bytes
-(a slow first token, a stalled stream) is woken by shutting the connection down.
+in a worker thread while the cell's own thread draws them. A running cell receives no
+widget message until it ends, so the Stop button's clicks are routed to a kernel subshell
+of their own (ipykernel 7), or polled with ``jupyter_ui_poll`` (ipykernel 6). A read that is
+blocked waiting for bytes (a slow first token, a stalled stream) is woken by shutting the
+connection down.
 """
 
 from __future__ import annotations
@@ -362,9 +363,64 @@ def read_until_stopped(
 _DONE = object()
 
 
+def _on_shell_channel_thread(kernel: Any, call: Callable[[], Any]) -> Any:
+    """Run ``call()`` on ipykernel 7's shell-channel thread; return its result."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except Exception as exc:  # handed back to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    kernel.shell_channel_thread.io_loop.add_callback(run)
+    if not done.wait(5):
+        raise TimeoutError("ipykernel's shell-channel thread did not answer")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _clicks_while_running(button: Any) -> Callable[[], None] | None:
+    """Let ``button``'s clicks reach the kernel while the cell runs; return a function that
+    undoes it (call it after the last change to the button), or ``None`` when impossible.
+
+    ipykernel 7 (kernel subshells, JEP 91): a subshell is a thread of its own that handles
+    shell messages while the main one runs a cell, and ipykernel routes a comm's incoming
+    messages to the subshell its ``_reply_subshell_id`` names. The button's comm is routed to
+    a subshell made for this stream, so its click runs there and sets the stop event.
+    ipykernel 6 (no subshells): ``jupyter_ui_poll`` lets the kernel handle pending widget
+    events from the cell's thread (see :func:`_ui_poller`).
+    """
+    if not _in_kernel():
+        return None
+    from IPython import get_ipython
+
+    kernel = get_ipython().kernel  # type: ignore[union-attr]
+    manager = getattr(getattr(kernel, "shell_channel_thread", None), "manager", None)
+    comm = getattr(button, "comm", None)
+    if (not getattr(kernel, "_supports_kernel_subshells", False) or manager is None
+            or comm is None or not hasattr(comm, "_reply_subshell_for")):
+        return None
+    try:
+        subshell_id = _on_shell_channel_thread(kernel, manager._create_subshell)
+    except Exception:  # an ipykernel whose internals differ: fall back to polling
+        return None
+    comm._reply_subshell_id = subshell_id
+
+    def undo() -> None:
+        comm._reply_subshell_id = None
+        _on_shell_channel_thread(kernel, lambda: manager._delete_subshell(subshell_id))
+
+    return undo
+
+
 def _ui_poller() -> Callable[[], None] | None:
-    """A function that lets the kernel handle pending widget events, or ``None`` outside a
-    kernel (or without ``jupyter_ui_poll``)."""
+    """A function that lets the kernel handle pending widget events (ipykernel 6, with
+    ``jupyter_ui_poll``), or ``None`` outside a kernel or without it."""
     if not _in_kernel():
         return None
     try:
@@ -458,7 +514,11 @@ def show_stream(
                 return
 
     watcher = threading.Thread(target=watch, name="show_stream stop", daemon=True)
-    handle_ui_events = _ui_poller() if chosen == "widget" else None
+    undo_routing = handle_ui_events = None
+    if isinstance(view, _WidgetView) and view.stop_button is not None:
+        undo_routing = _clicks_while_running(view.stop_button)
+        if undo_routing is None:
+            handle_ui_events = _ui_poller()
     try:
         reader.start()
         watcher.start()
@@ -486,7 +546,11 @@ def show_stream(
     reader.join()
     watcher.join()
     error = outcome.error
-    view.finish(stream, error, outcome.stopped)
+    try:
+        view.finish(stream, error, outcome.stopped)
+    finally:
+        if undo_routing is not None:
+            undo_routing()
     if error is not None and raise_errors:
         raise error
     metrics = stream.metrics

@@ -1,4 +1,4 @@
-"""The notebook chat in a real browser: JupyterLab + headless Chromium, driven by Playwright.
+"""The notebook chat and the live view's Stop in a real browser (JupyterLab + Chromium).
 
 The 7B TGI recipe's deploy and inference notebooks run unchanged through *Run All* (as in
 ``test_browser.py``, whose JupyterLab and browser helpers this test shares); then the test
@@ -130,3 +130,52 @@ def _request(record: dict):
     from common.local.backends import GenerationRequest
 
     return GenerationRequest(prompt=record["body"]["inputs"])
+
+
+def test_the_live_views_stop_button_works_while_the_cell_runs(local_stack: LocalStack,
+                                                               tmp_path: Path) -> None:
+    """Stop in ``show_stream``'s view while Run All is running that very cell (the kernel
+    handles the click through jupyter_ui_poll); the rest of the notebook still runs."""
+    from playwright.sync_api import sync_playwright
+
+    backend = local_stack.backend
+    saved = {name: getattr(backend, name) for name in CHAT_PACE}
+    before = len(local_stack.requests())
+
+    def press_stop(page) -> None:
+        view = page.locator(f"{PANEL} .llama2-stream").first
+        view.wait_for(timeout=60_000)
+        text = view.locator(".llama2-stream-text")
+        _wait_for(lambda: len(text.inner_text()) > 40, 30, "the first answer to start")
+        view.locator("button.llama2-stream-stop").click()
+        _wait_for(lambda: "stopped" in view.locator(".llama2-stream-metrics").inner_text(),
+                  20, "the live view to say stopped")
+
+    with _jupyter_lab(local_stack, tmp_path) as lab, sync_playwright() as playwright:
+        deploy, inference = _copy_recipe(lab.root)
+        browser = _launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            _run_all(page, lab, deploy)
+            for name, value in CHAT_PACE.items():
+                setattr(backend, name, value)
+            try:
+                _run_all(page, lab, inference, during=press_stop)
+            finally:
+                for name, value in saved.items():
+                    setattr(backend, name, value)
+            first = page.locator(f"{PANEL} .llama2-stream").first
+            footer = first.locator(".llama2-stream-metrics").inner_text()
+            button = first.locator("button.llama2-stream-stop").inner_text()
+            views = page.locator(f"{PANEL} .llama2-stream").count()
+        finally:
+            browser.close()
+
+    assert footer.rstrip().endswith("| stopped"), footer
+    assert "Stopped" in button
+    assert views >= 3, "the cells after the stopped one did not all run"
+    streams = [r for r in local_stack.requests()[before:]
+               if r["operation"] == "InvokeEndpointWithResponseStream"]
+    assert streams[0].get("client_closed") is True, streams[0]["outcome"]
+    assert all(r.get("outcome", "").startswith("completed") for r in streams[1:]), [
+        r["outcome"] for r in streams[1:]]
