@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_browser import PANEL, _copy_recipe, _jupyter_lab, _launch, _run_all, pytestmark
@@ -24,6 +27,51 @@ __all__ = ["pytestmark"]
 FIRST = "Write an email about the AnyCloud Internet Service."
 FOLLOW_UP = "Now make it shorter."
 CHAT_PACE = {"ttft_s": 0.05, "tokens_per_s": 15.0}  # an answer of ~150 tokens takes ~10 s
+
+
+@contextmanager
+def chat_paced(stack: LocalStack) -> Iterator[None]:
+    """Pace the session's replay backend slowly (:data:`CHAT_PACE`); restore it after."""
+    backend = stack.backend
+    saved = {name: getattr(backend, name) for name in CHAT_PACE}
+    for name, value in CHAT_PACE.items():
+        setattr(backend, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(backend, name, value)
+
+
+def watch_growth(answer, values: int = 3, timeout_s: float = 30) -> list[str]:
+    """The first ``values`` different texts ``answer`` shows (fewer on a timeout); each must
+    begin with the one before -- the answer grows in place."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < values and time.monotonic() < deadline:
+        text = answer.inner_text()
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
+        time.sleep(0.1)
+    assert all(later.startswith(earlier.rstrip())
+               for earlier, later in itertools.pairwise(seen)), seen
+    return seen
+
+
+@contextmanager
+def deployed_recipe_page(stack: LocalStack, tmp_path: Path) -> Iterator[tuple[Any, Any, Path]]:
+    """JupyterLab with the recipe's deploy notebook run; yields (lab, page, inference path)."""
+    from playwright.sync_api import sync_playwright
+
+    with _jupyter_lab(stack, tmp_path) as lab, sync_playwright() as playwright:
+        deploy, inference = _copy_recipe(lab.root)
+        browser = _launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            _run_all(page, lab, deploy)
+            yield lab, page, inference
+        finally:
+            browser.close()
 
 
 def _chat_requests(stack: LocalStack, question: str) -> list[dict]:
@@ -46,7 +94,6 @@ def _wait_for(predicate, timeout_s: float, what: str) -> None:
 def test_chat_in_jupyterlab_send_stop_and_follow_up(local_stack: LocalStack, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import test_browser
-    from playwright.sync_api import sync_playwright
 
     def keep_the_endpoint(stack_env: dict[str, str], home: Path) -> dict[str, str]:
         env = lab_environment(stack_env, home)
@@ -57,61 +104,38 @@ def test_chat_in_jupyterlab_send_stop_and_follow_up(local_stack: LocalStack, tmp
     monkeypatch.setattr(test_browser, "_lab_environment", keep_the_endpoint)
 
     backend = local_stack.backend
-    saved = {name: getattr(backend, name) for name in CHAT_PACE}
-    with _jupyter_lab(local_stack, tmp_path) as lab, sync_playwright() as playwright:
-        deploy, inference = _copy_recipe(lab.root)
-        browser = _launch(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            _run_all(page, lab, deploy)
-            _run_all(page, lab, inference)
-            chat = page.locator(f"{PANEL} .llama2-chat")
-            chat.wait_for(timeout=30_000)
-            for name, value in CHAT_PACE.items():
-                setattr(backend, name, value)
-            try:
-                meter = chat.locator(".llama2-chat-meter")
-                assert "0 of" in meter.inner_text()
-                box = chat.locator(".llama2-chat-input textarea")
-                box.fill(FIRST)
-                chat.locator("button.llama2-chat-send").click()
-                answer = chat.locator(".llama2-chat-answer").first
-                seen: list[str] = []
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    text = answer.inner_text()
-                    if text and (not seen or seen[-1] != text):
-                        seen.append(text)
-                    if len(seen) >= 3:
-                        break
-                    time.sleep(0.1)
-                if len(seen) < 3:
-                    page.screenshot(path=str(tmp_path / "chat-did-not-grow.png"))
-                    pytest.fail(f"the answer did not grow: {seen!r}; chat: {chat.inner_text()!r}"
-                                f"; last request: {local_stack.requests()[-1:]!r}")
-                assert all(later.startswith(earlier.rstrip())
-                           for earlier, later in itertools.pairwise(seen)), seen
-                chat.locator("button.llama2-chat-stop").click()
-                figures = chat.locator(".llama2-chat-figures").first
-                _wait_for(lambda: "stopped" in figures.inner_text(), 20, "the stopped figures")
-                stopped_text = answer.inner_text()
-                assert stopped_text.strip(), "the partial answer was not kept"
-                assert "TTFT" in figures.inner_text()
-                assert "in the last request" in meter.inner_text()
+    with deployed_recipe_page(local_stack, tmp_path) as (lab, page, inference):
+        _run_all(page, lab, inference)
+        chat = page.locator(f"{PANEL} .llama2-chat")
+        chat.wait_for(timeout=30_000)
+        with chat_paced(local_stack):
+            meter = chat.locator(".llama2-chat-meter")
+            assert "0 of" in meter.inner_text()
+            box = chat.locator(".llama2-chat-input textarea")
+            box.fill(FIRST)
+            chat.locator("button.llama2-chat-send").click()
+            answer = chat.locator(".llama2-chat-answer").first
+            seen = watch_growth(answer)
+            if len(seen) < 3:
+                page.screenshot(path=str(tmp_path / "chat-did-not-grow.png"))
+                pytest.fail(f"the answer did not grow: {seen!r}; chat: {chat.inner_text()!r}"
+                            f"; last request: {local_stack.requests()[-1:]!r}")
+            chat.locator("button.llama2-chat-stop").click()
+            figures = chat.locator(".llama2-chat-figures").first
+            _wait_for(lambda: "stopped" in figures.inner_text(), 20, "the stopped figures")
+            stopped_text = answer.inner_text()
+            assert stopped_text.strip(), "the partial answer was not kept"
+            assert "TTFT" in figures.inner_text()
+            assert "in the last request" in meter.inner_text()
 
-                box.fill(FOLLOW_UP)
-                chat.locator("button.llama2-chat-send").click()
-                second = chat.locator(".llama2-chat-figures").nth(1)
-                second.wait_for(timeout=20_000)
-                _wait_for(lambda: "tokens/s" in second.inner_text()
-                          and "so far" not in second.inner_text()
-                          and "waiting" not in second.inner_text(), 60, "the second answer")
-                transcript = chat.locator(".llama2-chat-transcript").inner_text()
-            finally:
-                for name, value in saved.items():
-                    setattr(backend, name, value)
-        finally:
-            browser.close()
+            box.fill(FOLLOW_UP)
+            chat.locator("button.llama2-chat-send").click()
+            second = chat.locator(".llama2-chat-figures").nth(1)
+            second.wait_for(timeout=20_000)
+            _wait_for(lambda: "tokens/s" in second.inner_text()
+                      and "so far" not in second.inner_text()
+                      and "waiting" not in second.inner_text(), 60, "the second answer")
+            transcript = chat.locator(".llama2-chat-transcript").inner_text()
 
     assert FIRST in transcript and FOLLOW_UP in transcript
     (first,) = _chat_requests(local_stack, FIRST)
@@ -135,11 +159,7 @@ def _request(record: dict):
 def test_the_live_views_stop_button_works_while_the_cell_runs(local_stack: LocalStack,
                                                                tmp_path: Path) -> None:
     """Stop in ``show_stream``'s view while Run All is running that very cell (the kernel
-    handles the click through jupyter_ui_poll); the rest of the notebook still runs."""
-    from playwright.sync_api import sync_playwright
-
-    backend = local_stack.backend
-    saved = {name: getattr(backend, name) for name in CHAT_PACE}
+    gets the click in a subshell of its own); the rest of the notebook still runs."""
     before = len(local_stack.requests())
 
     def press_stop(page) -> None:
@@ -151,25 +171,13 @@ def test_the_live_views_stop_button_works_while_the_cell_runs(local_stack: Local
         _wait_for(lambda: "stopped" in view.locator(".llama2-stream-metrics").inner_text(),
                   20, "the live view to say stopped")
 
-    with _jupyter_lab(local_stack, tmp_path) as lab, sync_playwright() as playwright:
-        deploy, inference = _copy_recipe(lab.root)
-        browser = _launch(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            _run_all(page, lab, deploy)
-            for name, value in CHAT_PACE.items():
-                setattr(backend, name, value)
-            try:
-                _run_all(page, lab, inference, during=press_stop)
-            finally:
-                for name, value in saved.items():
-                    setattr(backend, name, value)
-            first = page.locator(f"{PANEL} .llama2-stream").first
-            footer = first.locator(".llama2-stream-metrics").inner_text()
-            button = first.locator("button.llama2-stream-stop").inner_text()
-            views = page.locator(f"{PANEL} .llama2-stream").count()
-        finally:
-            browser.close()
+    with deployed_recipe_page(local_stack, tmp_path) as (lab, page, inference):
+        with chat_paced(local_stack):
+            _run_all(page, lab, inference, during=press_stop)
+        first = page.locator(f"{PANEL} .llama2-stream").first
+        footer = first.locator(".llama2-stream-metrics").inner_text()
+        button = first.locator("button.llama2-stream-stop").inner_text()
+        views = page.locator(f"{PANEL} .llama2-stream").count()
 
     assert footer.rstrip().endswith("| stopped"), footer
     assert "Stopped" in button

@@ -9,16 +9,15 @@ follow-up whose prompt carries the first turn.
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_browser import _launch, pytestmark
+from test_browser_chat import _wait_for, watch_growth
 
 from common.local.backends import GenerationRequest, ReplayBackend
 from common.local.runtime import EndpointInfo, RuntimeServer
@@ -58,15 +57,6 @@ def relay_url(tmp_path: Path) -> Iterator[tuple[str, RuntimeServer]]:
             log.close()
 
 
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_the_relay_page_sends_stops_and_follows_up(relay_url) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -79,15 +69,8 @@ def test_the_relay_page_sends_stops_and_follows_up(relay_url) -> None:
             page.fill(".llama2-chat-input", FIRST)
             page.click(".llama2-chat-send")
             answer = page.locator(".llama2-chat-answer").first
-            seen: list[str] = []
-            deadline = time.monotonic() + 30
-            while len(seen) < 3 and time.monotonic() < deadline:
-                text = answer.inner_text()
-                if text and (not seen or seen[-1] != text):
-                    seen.append(text)
-                time.sleep(0.1)
+            seen = watch_growth(answer)
             assert len(seen) >= 3, f"the answer did not grow: {seen!r}"
-            assert all(b.startswith(a) for a, b in itertools.pairwise(seen)), seen
             page.click(".llama2-chat-stop")
             figures = page.locator(".llama2-chat-figures").first
             _wait_for(lambda: "stopped" in figures.inner_text(), 10, "the stop")

@@ -29,10 +29,10 @@ def server() -> Iterator[RuntimeServer]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def open_stream(server: RuntimeServer):
+def stream_opener(url: str):
+    """The notebook's ``open_stream`` for the runtime server at ``url``."""
     runtime = boto3.client(
-        "sagemaker-runtime", region_name="us-east-1", endpoint_url=server.url,
+        "sagemaker-runtime", region_name="us-east-1", endpoint_url=url,
         aws_access_key_id="testing", aws_secret_access_key="testing",
         config=Config(read_timeout=20, retries={"total_max_attempts": 1}))
 
@@ -42,6 +42,11 @@ def open_stream(server: RuntimeServer):
         return common.iter_tokens(response["Body"], container="tgi")
 
     return send
+
+
+@pytest.fixture(scope="module")
+def open_stream(server: RuntimeServer):
+    return stream_opener(server.url)
 
 
 @pytest.fixture
@@ -106,17 +111,7 @@ def test_send_streams_the_answer_with_figures_then_a_follow_up_uses_the_history(
 def test_stop_mid_answer_keeps_the_partial_text_and_closes_the_stream(shown, server):
     slow = ReplayBackend(ttft_s=0.0, tokens_per_s=30.0)
     with RuntimeServer(ENDPOINTS.get, backend=slow) as paced:
-        runtime = boto3.client(
-            "sagemaker-runtime", region_name="us-east-1", endpoint_url=paced.url,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-            config=Config(read_timeout=20, retries={"total_max_attempts": 1}))
-
-        def send(body):
-            response = runtime.invoke_endpoint_with_response_stream(
-                EndpointName="chat-ep", Body=json.dumps(body), ContentType="application/json")
-            return common.iter_tokens(response["Body"], container="tgi")
-
-        view = common.show_chat(chat(), send, mode="widget")
+        view = common.show_chat(chat(), stream_opener(paced.url), mode="widget")
         view.send("Write an email about the AnyCloud Internet Service.")
         time.sleep(0.5)
         assert view.busy and not view.stop_button.disabled
