@@ -265,3 +265,15 @@ def test_serve_prints_the_url_first_and_binds_loopback(runtime):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_inference_component_is_named_on_every_call(runtime):
+    settings = RelaySettings(endpoint="relay-ep", container="tgi", inference_component="ic-7b")
+
+    async def go(client):
+        response = await client.post("/api/chat", json=QUESTION, headers=own_origin(client))
+        return await response.text()
+
+    run(go, settings)
+    headers = {name.lower(): value for name, value in runtime.requests()[-1]["headers"].items()}
+    assert headers.get("x-amzn-sagemaker-inference-component") == "ic-7b"
