@@ -104,15 +104,21 @@ async def async_runtime_client(
         yield client
 
 
-def _component_request(endpoint_name: str, body: bytes, custom_attributes: str | None,
-                       accept: str | None, inference_component: str | None) -> dict[str, Any]:
+def _checked_request(endpoint_name: str, payload: Mapping[str, Any], *, streaming: bool,
+                     container: str, preset: Preset | None, custom_attributes: str | None,
+                     accept: str | None, inference_component: str | None
+                     ) -> tuple[str, dict[str, Any]]:
+    """Validate as the sync helpers do; return (the container, the invoke call's arguments)."""
+    kind = _resolve_container(container, preset)
+    body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
+                            streaming=streaming)
     kwargs = _request(endpoint_name, body, custom_attributes, accept)
     if inference_component is not None:
         if not isinstance(inference_component, str) or not inference_component.strip():
             raise PayloadError("inference_component must be the component's name, a "
                                f"non-empty string; got {inference_component!r}.")
         kwargs["InferenceComponentName"] = inference_component
-    return kwargs
+    return kind, kwargs
 
 
 async def _call_with_retries(
@@ -188,11 +194,10 @@ async def ainvoke_stream(
             the stream starts, as :func:`common.invoke_stream`.
         StreamError: while iterating the returned stream, as :func:`common.iter_tokens`.
     """
-    kind = _resolve_container(container, preset)
-    body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
-                            streaming=True)
-    kwargs = _component_request(endpoint_name, body, custom_attributes, accept,
-                                inference_component)
+    kind, kwargs = _checked_request(
+        endpoint_name, payload, streaming=True, container=container, preset=preset,
+        custom_attributes=custom_attributes, accept=accept,
+        inference_component=inference_component)
     response = await _call_with_retries(
         lambda: client.invoke_endpoint_with_response_stream(**kwargs), endpoint_name,
         max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter)
@@ -224,11 +229,10 @@ async def ainvoke(
             :func:`ainvoke_stream`.
         InvocationError: also when the answer is not JSON.
     """
-    kind = _resolve_container(container, preset)
-    body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
-                            streaming=False)
-    kwargs = _component_request(endpoint_name, body, custom_attributes, accept,
-                                inference_component)
+    _, kwargs = _checked_request(
+        endpoint_name, payload, streaming=False, container=container, preset=preset,
+        custom_attributes=custom_attributes, accept=accept,
+        inference_component=inference_component)
     response = await _call_with_retries(
         lambda: client.invoke_endpoint(**kwargs), endpoint_name,
         max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter)

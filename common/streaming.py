@@ -63,6 +63,7 @@ aiohttp exceptions are recognised by class name, so it can be copied into any pr
 from __future__ import annotations
 
 import codecs
+import contextlib
 import inspect
 import json
 import json.scanner
@@ -70,7 +71,7 @@ import re
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from common.errors import (
     IncompleteStreamError,
@@ -999,12 +1000,15 @@ class _StreamFace:
         self._source = event_stream
         self._batch: list[Token] = _NO_TOKENS
         self._next = 0
+        self.closed = False
 
     # -- attributes (the decoder's)
 
     @property
     def text(self) -> str:
         """The non-special text of the tokens handed out so far."""
+        if self.closed:
+            return self._text_at_close
         text = self._decoder.text
         rest = self._batch[self._next:]
         if rest:
@@ -1054,7 +1058,30 @@ class _StreamFace:
         return (f"<{type(self).__name__} format={self.format!r} container={self.container!r} "
                 f"chars={len(self.text)} finish_reason={self.finish_reason!r}>")
 
+    def _stopping(self) -> None:
+        if not self.closed:
+            self._text_at_close = self.text
+        self.closed = True
+        self._batch = _NO_TOKENS
+        self._next = 0
+
     # -- decoding one event
+
+    def _step(self, event: Any) -> list[Token] | None:
+        """Decode one event from the source; return its tokens, ``None`` once all is done
+        (or once :meth:`close` was called, by another thread or task, meanwhile)."""
+        try:  # the common case first; the end and other events go the slow way
+            data = event["PayloadPart"]["Bytes"]
+        except Exception:
+            data = None
+        if type(data) is bytes:
+            batch = self._decoder.feed(data)
+        else:
+            try:
+                batch = self._decode(event)
+            except _Exhausted:
+                return None
+        return None if self.closed else batch
 
     def _decode(self, event: Any) -> list[Token]:
         """Decode what the source gave that is not a plain ``PayloadPart``: the end
@@ -1069,11 +1096,15 @@ class _StreamFace:
             data = _event_bytes(event)
         except BaseException as exc:
             self._source_failed(exc)
+            raise _Exhausted from None  # closed meanwhile: a stop
         return decoder.feed(data) if data else _NO_TOKENS
 
-    def _source_failed(self, exc: BaseException) -> NoReturn:
+    def _source_failed(self, exc: BaseException) -> None:
         """Re-raise what reading the next event raised, mapped to a :class:`StreamError`
-        with the partial text where it means the stream broke."""
+        with the partial text where it means the stream broke -- or return, when the read
+        broke because :meth:`close` closed the body (a stop, not a failure)."""
+        if self.closed and isinstance(exc, Exception):
+            return
         if isinstance(exc, StreamError):  # a SageMaker error event given as a dict
             if not exc.partial_text:
                 raise exc.with_partial_text(self._decoder.text) from None
@@ -1106,6 +1137,7 @@ class TokenStream(_StreamFace, Iterator[Token]):
             or ``"empty"`` -- once the first bytes arrived; ``None`` before.
         container: the ``container`` setting it was made with.
         stop_tokens: the token texts read as the end of the answer.
+        closed: ``True`` once :meth:`close` was called (the answer was stopped).
 
     Raises (while iterating):
         StreamError: or a subclass, with ``partial_text`` set -- see :func:`iter_tokens`.
@@ -1133,35 +1165,33 @@ class TokenStream(_StreamFace, Iterator[Token]):
     def _batches(self, events: Iterator[Any]) -> Iterator[list[Token]]:
         """Read events; yield the tokens of each that completes any (never an empty list)."""
         decoder = self._decoder
-        feed = decoder.feed
-        while True:
+        step = self._step
+        while not self.closed:
             try:
                 event = next(events, _END)
             except BaseException as exc:
                 self._source_failed(exc)
-            try:  # the common case inline; the end and other events go the slow way
-                data = event["PayloadPart"]["Bytes"]
-            except Exception:
-                data = None
-            if type(data) is bytes:
-                batch = feed(data)
-            else:
-                try:
-                    batch = self._decode(event)
-                except _Exhausted:
-                    return
+                return  # the read broke because close() closed the body: a stop
+            batch = step(event)
+            if batch is None:
+                return
             if batch:
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
 
     def close(self) -> None:
-        """Stop decoding and close the underlying event stream (its HTTP connection)."""
-        self._gen.close()
-        self._batch = _NO_TOKENS
+        """Stop decoding and close the underlying event stream (its HTTP connection).
+
+        Safe to call while another thread is blocked reading the stream (a Stop button):
+        that reader then ends quietly, keeping ``.text``, instead of raising.
+        """
+        self._stopping()
         close = getattr(self._source, "close", None)
         if callable(close):
             close()
+        with contextlib.suppress(ValueError):  # "already executing": another thread reads
+            self._gen.close()
 
     def __enter__(self) -> TokenStream:
         return self
@@ -1214,23 +1244,16 @@ class AsyncTokenStream(_StreamFace, AsyncIterator[Token]):
     async def _batches(self, events: AsyncIterator[Any]) -> AsyncIterator[list[Token]]:
         """Read events; yield the tokens of each that completes any (never an empty list)."""
         decoder = self._decoder
-        feed = decoder.feed
-        while True:
+        step = self._step
+        while not self.closed:
             try:
                 event = await anext(events, _END)
             except BaseException as exc:
                 self._source_failed(exc)
-            try:  # the common case inline; the end and other events go the slow way
-                data = event["PayloadPart"]["Bytes"]
-            except Exception:
-                data = None
-            if type(data) is bytes:
-                batch = feed(data)
-            else:
-                try:
-                    batch = self._decode(event)
-                except _Exhausted:
-                    return
+                return  # the read broke because close() closed the body: a stop
+            batch = step(event)
+            if batch is None:
+                return
             if batch:
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
@@ -1239,15 +1262,18 @@ class AsyncTokenStream(_StreamFace, AsyncIterator[Token]):
     async def aclose(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection).
 
-        aiobotocore's ``close()`` is a coroutine and is awaited; a plain one is called.
+        aiobotocore's ``close()`` is a coroutine and is awaited; a plain one is called. Safe to
+        call from another task while one awaits the next token (a Stop button): that reader
+        then ends quietly, keeping ``.text``, instead of raising.
         """
-        await self._gen.aclose()
-        self._batch = _NO_TOKENS
+        self._stopping()
         close = getattr(self._source, "close", None)
         if callable(close):
             result = close()
             if inspect.isawaitable(result):
                 await result
+        with contextlib.suppress(RuntimeError):  # another task awaits the next event
+            await self._gen.aclose()
 
     async def __aenter__(self) -> AsyncTokenStream:
         return self

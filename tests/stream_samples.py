@@ -272,8 +272,10 @@ def _chunks(tokens: Sequence[Token], usage: bool) -> list[dict[str, Any]]:
     return chunks
 
 
-def _chunk_stream(tokens: Sequence[Token], usage: bool, frame: str
+def _chunk_stream(tokens: Sequence[Token], usage: bool, frame: str, after: str = ""
                   ) -> tuple[list[str], list[Token], list[int]]:
+    """Frame each chunk; ``after`` (blank lines) follows a frame but is not part of its
+    event, so an event ends before it."""
     out = _Out()
     expected: list[Token] = []
     ends: list[int] = []
@@ -283,6 +285,8 @@ def _chunk_stream(tokens: Sequence[Token], usage: bool, frame: str
         if content:
             expected.append(Token(content))
             ends.append(_size(out))
+        if after:
+            out.append(after)
     return out, expected, ends
 
 
@@ -298,7 +302,7 @@ def messages_sse(tokens: Sequence[Token], *, usage: bool = True) -> Sample:
 def messages_jsonlines(tokens: Sequence[Token], *, usage: bool = True,
                        blank_lines: int = 0) -> Sample:
     """Messages API over json lines (LMI), optionally with empty lines after each line."""
-    out, expected, ends = _chunk_stream(tokens, usage, "{}\n" + "\n" * blank_lines)
+    out, expected, ends = _chunk_stream(tokens, usage, "{}\n", "\n" * blank_lines)
     return Sample("messages-jsonlines", "".join(out).encode(), expected, answer(tokens),
                   "jsonlines", ("tgi", "lmi", "auto"), finish_reason="stop", ends=ends,
                   extra={"usage": usage})

@@ -264,3 +264,87 @@ def test_stop_tokens_must_be_a_collection_of_texts():
     with pytest.raises(TypeError, match="non-empty strings"):
         aiter_tokens(ss.FakeAioEventStream([]), stop_tokens=[""])
     assert iter_tokens([], stop_tokens=["<END>"]).stop_tokens == {*END_TOKENS, "<END>"}
+
+
+# ----------------------------------------------------------------------------- stopping
+
+
+class BlockingBody(ss.FakeAioEventStream):
+    """An aiobotocore-like body that, after its events, waits for more until closed; then
+    the pending read fails as aiohttp's does on a closed response."""
+
+    def __init__(self, event_list):
+        super().__init__(event_list)
+        self.gone = asyncio.Event()
+
+    async def _generate(self):
+        for event in self.events:
+            yield event
+        await self.gone.wait()
+        raise aiohttp.ClientConnectionError("Connection closed")
+
+    async def close(self):
+        self.closed = True
+        self.gone.set()
+
+
+def test_aclose_from_another_task_stops_the_reader_quietly_with_the_text_so_far():
+    data = sse(tgi_event(0, "Hel"), tgi_event(1, "lo"), tgi_event(2, " there"))
+    body = BlockingBody(ss.events([data]))
+
+    async def run():
+        stream = aiter_tokens(body, container="tgi")
+        first = await anext(stream)  # "Hel" out, "lo" and " there" still in the batch
+        reader = asyncio.create_task(collect(stream))
+        await stream.aclose()  # the Stop button, from another task
+        rest = await asyncio.wait_for(reader, 5)
+        return stream, first, rest
+
+    stream, first, rest = asyncio.run(run())
+    assert first.text == "Hel" and rest == []
+    assert stream.closed and body.closed
+    assert stream.text == "Hel", "only what was handed out"
+
+    blocked = BlockingBody(ss.events([data]))
+
+    async def run_blocked():
+        stream = aiter_tokens(blocked, container="tgi")
+        reader = asyncio.create_task(collect(stream))
+        for _ in range(20):  # let the reader take every token and wait on the body
+            await asyncio.sleep(0)
+        assert not reader.done()
+        await stream.aclose()
+        return stream, await asyncio.wait_for(reader, 5)
+
+    stream, tokens = asyncio.run(run_blocked())
+    assert [t.text for t in tokens] == ["Hel", "lo", " there"]
+    assert stream.text == "Hello there" and blocked.closed
+
+
+def test_close_from_another_thread_stops_a_blocked_sync_reader_quietly():
+    import threading
+
+    release = threading.Event()
+
+    class Body:
+        closed = False
+
+        def __iter__(self):
+            yield from ss.events([sse(tgi_event(0, "partial"))])
+            release.wait(5)
+            raise ResponseStreamingError(error="Connection broken: closed")
+
+        def close(self):
+            self.closed = True
+            release.set()
+
+    body = Body()
+    stream = iter_tokens(body)
+    assert next(stream).text == "partial"
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(stream))
+    reader.start()
+    stream.close()
+    reader.join(5)
+    assert not reader.is_alive() and got == []
+    assert body.closed and stream.closed and stream.text == "partial"
