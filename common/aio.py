@@ -40,7 +40,6 @@ from common.endpoints import (
     _retry_pause,
     validate_payload,
 )
-from common.errors import PayloadError
 from common.streaming import AsyncTokenStream, aiter_tokens
 
 if TYPE_CHECKING:
@@ -112,13 +111,7 @@ def _checked_request(endpoint_name: str, payload: Mapping[str, Any], *, streamin
     kind = _resolve_container(container, preset)
     body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
                             streaming=streaming)
-    kwargs = _request(endpoint_name, body, custom_attributes, accept)
-    if inference_component is not None:
-        if not isinstance(inference_component, str) or not inference_component.strip():
-            raise PayloadError("inference_component must be the component's name, a "
-                               f"non-empty string; got {inference_component!r}.")
-        kwargs["InferenceComponentName"] = inference_component
-    return kind, kwargs
+    return kind, _request(endpoint_name, body, custom_attributes, accept, inference_component)
 
 
 async def _call_with_retries(

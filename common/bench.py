@@ -472,18 +472,13 @@ def run(args: argparse.Namespace, out=sys.stdout) -> list[LevelReport]:
 def _threaded_levels(args: argparse.Namespace, payload: Mapping[str, Any],
                      counts: Sequence[tuple[int, int]], progress: Any) -> list[LevelReport]:
     """The levels with a thread per stream (boto3, :func:`run_level`)."""
-    import boto3
-    from botocore.config import Config
-
-    from common.endpoints import invoke_stream
+    from common.endpoints import invoke_stream, runtime_client
 
     # runtime_client's settings, with a connection per open stream (as the asyncio engine
     # has), so that the two engines differ only in threads vs. one event loop
     most = max(level for level, _ in counts)
-    client = boto3.Session().client("sagemaker-runtime", region_name=args.region, config=Config(
-        read_timeout=args.read_timeout, connect_timeout=10.0,
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=max(10, most)))
+    client = runtime_client(args.region, read_timeout=args.read_timeout,
+                            max_pool_connections=max(10, most))
     component = getattr(args, "inference_component", None)
 
     def invoke():

@@ -117,8 +117,9 @@ def test_errors_before_the_stream_and_the_component_header(endpoint, request_log
     assert raised.value.original_status_code == 503
     with pytest.raises(common.PayloadError, match="inference_component"):
         asyncio.run(read(endpoint, inference_component=""))
-    tokens, error, _ = asyncio.run(read(endpoint, inference_component="my-component"))
-    assert error is None and tokens
+    # The header reaches the runtime; a plain endpoint refuses it, as SageMaker does.
+    with pytest.raises(common.InvocationError, match="leave inference_component"):
+        asyncio.run(read(endpoint, inference_component="my-component"))
     headers = request_log()[-1].get("headers", {})
     sent = {key.lower(): value for key, value in headers.items()}
     assert sent.get("x-amzn-sagemaker-inference-component") == "my-component"

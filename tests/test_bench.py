@@ -85,7 +85,9 @@ def test_run_sweep_against_the_stand_in_also_from_inside_a_running_loop(endpoint
                                inference_component="ic-1", progress=False)
 
     [report] = asyncio.run(in_a_kernel())
-    assert (report.requests, report.errors) == (3, 0)
+    # A plain endpoint refuses a component name, as SageMaker does; the header still arrived.
+    assert (report.requests, report.errors) == (3, 3)
+    assert "leave inference_component" in report.error_messages[0]
     sent = [{k.lower(): v for k, v in r["headers"].items()} for r in request_log()[10:]]
     assert [h.get("x-amzn-sagemaker-inference-component") for h in sent] == ["ic-1"] * 3
 

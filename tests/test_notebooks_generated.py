@@ -26,6 +26,7 @@ PAIRS = [generator.recipe_paths(c, s, root=ROOT) for c, s in generator.RECIPES]
 NOTEBOOKS = [path for pair in PAIRS for path in pair]
 DEPLOY = [deploy for deploy, _ in PAIRS]
 INFERENCE = [inference for _, inference in PAIRS]
+SCALE = [generator.scale_path(c, s, root=ROOT) for c, s in generator.RECIPES]
 
 
 def _id(path: Path) -> str:
@@ -91,7 +92,7 @@ def test_rendering_twice_gives_the_same_bytes():
 
 
 def test_render_check_reports_a_changed_notebook_and_render_repairs_it(tmp_path):
-    for path in NOTEBOOKS:
+    for path in NOTEBOOKS + SCALE:
         target = tmp_path / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
@@ -129,7 +130,8 @@ def test_new_writes_a_pair_for_another_llama_variant(tmp_path, model_id, fmt, bu
     out = io.StringIO()
     status = notebooks_main(["new", "--model-id", model_id, "--container", container,
                              "--instance-type", "ml.g5.12xlarge", "--out", str(tmp_path),
-                             "--prompt-format", fmt], out=out)
+                             "--prompt-format", fmt, "--params-billion", "8",
+                             "--max-total-tokens", "4096"], out=out)
     assert status == 0
     written = sorted(tmp_path.glob("*.ipynb"))
     assert [p.name[:2] for p in written] == ["1-", "2-"]

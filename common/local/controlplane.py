@@ -187,7 +187,12 @@ class ControlPlane:
             instead of ``InService``, with :func:`default_failure_reason`.
         region: the region the execution role and :meth:`lookup` default to.
         port: the proxy's port on 127.0.0.1 (0 picks a free one).
-        clock: a monotonic clock, replaceable in tests.
+        clock: the stand-in's clock (:mod:`common.local.clock`; any function returning
+            seconds works): every delay above is measured in its (simulated) seconds.
+        extensions: functions called as ``extension(plane, patch)`` once moto is patched,
+            to add more fixes (``patch(owner, name, value)`` is undone on :meth:`stop`);
+            the inference components and Application Auto Scaling come in this way
+            (:mod:`common.local.autoscaling`).
 
     Only one control plane may run in a process at a time: moto's backends are global.
     """
@@ -205,6 +210,8 @@ class ControlPlane:
         region: str = DEFAULT_REGION,
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        extensions: Iterable[Callable[[ControlPlane, Callable[[object, str, object], None]],
+                                      None]] = (),
     ) -> None:
         if endpoint_delay_s < 0:
             raise ValueError(f"endpoint_delay_s must be >= 0, got {endpoint_delay_s}")
@@ -216,6 +223,7 @@ class ControlPlane:
         self.account_id = DEFAULT_ACCOUNT_ID
         self._port = port
         self._clock = clock
+        self._extensions = tuple(extensions)
         self._state = _State(rules=[_FailRule(p, None) for p in fail_endpoints])
         self._lock = threading.RLock()
         self._patches = _Patches()
@@ -292,6 +300,8 @@ class ControlPlane:
         self._patch_certificates()
         self._patch_passthrough(ProxyRequestHandler)
         self._patch_sagemaker()
+        for extension in self._extensions:
+            extension(self, self._patches.set)
         try:
             self._server = _ProxyServer(("127.0.0.1", self._port), ProxyRequestHandler)
         except OSError as exc:
@@ -390,10 +400,40 @@ class ControlPlane:
                 if life is None:  # created before our patches (cannot happen through them)
                     life = _Lifecycle("AllTraffic", *self._model_of_config(
                         backend, endpoint.endpoint_config_name)[:2])
+                environment = dict(life.environment)
+                if "HF_MODEL_ID" not in environment:  # LMI: the model is in serving.properties
+                    served = self._served_model(backend, endpoint.endpoint_config_name)
+                    if served:
+                        environment["HF_MODEL_ID"] = served
                 return EndpointInfo(name=endpoint_name, status=endpoint.endpoint_status,
-                                    image=life.image or "", environment=dict(life.environment),
+                                    image=life.image or "", environment=environment,
                                     variant=life.variant_name)
         return None
+
+    def _served_model(self, backend: Any, endpoint_config_name: str) -> str | None:
+        """The model an LMI endpoint serves, from its ``model.tar.gz``'s serving.properties
+        and the uploaded ``config.json`` in moto's S3 (see :mod:`common.local.served_model`)."""
+        from moto.backends import get_backend
+        from moto.s3.exceptions import MissingBucket, MissingKey
+
+        from common.local.served_model import served_model_id
+
+        config = backend.endpoint_configs.get(endpoint_config_name)
+        variants = config.production_variants if config is not None else []
+        model = backend._models.get(variants[0].get("ModelName")) if variants else None
+        if model is None:
+            return None
+        container = model.primary_container or (model.containers or [{}])[0]
+        s3 = get_backend("s3")[self.account_id]["global"]
+
+        def read(bucket: str, key: str) -> bytes | None:
+            try:
+                stored = s3.get_object(bucket, key)
+            except (MissingBucket, MissingKey):
+                return None
+            return None if stored is None else bytes(stored.value)
+
+        return served_model_id(container.get("ModelDataUrl"), read)
 
     def endpoint_status(self, endpoint_name: str) -> str | None:
         """Return the endpoint's current status, or ``None`` when it does not exist."""

@@ -36,9 +36,12 @@ import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from common.local.variants import VARIANTS, variant_files
+
 __all__ = [
     "DEFAULT_REPO_ID",
     "LLAMA2_CHAT_REPOS",
+    "VARIANT_REPOS",
     "commit_for",
     "repo_files",
     "safetensors_bytes",
@@ -52,6 +55,11 @@ LLAMA2_CHAT_REPOS: tuple[str, ...] = (
     "meta-llama/Llama-2-13b-chat-hf",
     "meta-llama/Llama-2-70b-chat-hf",
 )
+
+VARIANT_REPOS: tuple[str, ...] = tuple(VARIANTS)
+"""Every repository the offline hub knows the published configuration of (Llama 2, Code Llama,
+Llama 3, 3.1, 3.2, 3.3): its ``config.json``, ``tokenizer_config.json``,
+``generation_config.json`` and ``model.safetensors.index.json`` carry the real facts."""
 
 # The tiny model's shape (a LlamaForCausalLM with one layer).
 _VOCAB = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "Hello", "!",
@@ -147,7 +155,10 @@ def repo_files(repo_id: str = DEFAULT_REPO_ID) -> dict[str, bytes]:
     """Return the tiny repository's files: path -> content.
 
     The names are those of the real ``meta-llama/Llama-2-*-chat-hf`` repositories (weights
-    unsharded); the contents are small stand-ins (see the module docstring).
+    unsharded); the contents are small stand-ins (see the module docstring). For a repository
+    of :data:`VARIANT_REPOS`, ``config.json``, ``tokenizer_config.json``,
+    ``generation_config.json`` and ``model.safetensors.index.json`` hold the model's published
+    facts and chat template instead (the weights stay tiny).
     """
     vocab = {token: index for index, token in enumerate(_VOCAB)}
     specials = [{"id": i, "content": t, "single_word": False, "lstrip": False,
@@ -155,6 +166,15 @@ def repo_files(repo_id: str = DEFAULT_REPO_ID) -> dict[str, bytes]:
                 for i, t in enumerate(_VOCAB[:3])]
     label = (f"Stand-in for {repo_id}, written by common.local.hub for offline tests; "
              "not Meta's model.\n")
+    files = _tiny_files(repo_id, vocab, specials, label)
+    facts = variant_files(repo_id)
+    if facts is not None:
+        files.update({name: _json(document) for name, document in facts.items()})
+    return files
+
+
+def _tiny_files(repo_id: str, vocab: dict[str, int], specials: list[dict[str, object]],
+                label: str) -> dict[str, bytes]:
     return {
         ".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
                           b"*.model filter=lfs diff=lfs merge=lfs -text\n"

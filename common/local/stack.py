@@ -25,8 +25,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.local.clock import Clock, ScaledClock
+from common.local.components import CopyPace, Timings
 from common.local.controlplane import DEFAULT_REGION, ControlPlane, LocalStackError
-from common.local.hub import LLAMA2_CHAT_REPOS, write_tiny_snapshot
+from common.local.hub import VARIANT_REPOS, write_tiny_snapshot
 
 __all__ = [
     "BACKENDS",
@@ -119,6 +121,18 @@ class LocalStack:
         region: the AWS region the clients are told to use.
         hf_repos: the model repositories written into the offline HF cache.
         hf_allow_patterns: write only the matching files into the cache (None: all of them).
+        time_scale: simulated seconds per real second for every simulated delay (endpoint
+            creation, instance provisioning, copy start-up, metric periods, alarms,
+            cooldowns, idle release); 1 keeps real time. ``endpoint_delay_s`` is simulated.
+        clock: the clock itself (e.g. a ``ManualClock`` in tests); overrides ``time_scale``.
+        copy_concurrency: streams one inference-component copy serves at once (None: from
+            the container's settings; see ``common.local.components.copy_concurrency_from``).
+        copy_ttft_s / copy_tokens_per_s: a floor on the pace of each stream an
+            inference-component copy serves, in real seconds (None: the backend's own pace),
+            so a concurrency sweep queues (and shows a knee) even with an unpaced backend.
+        timings: the scaling model's simulated durations (``common.local.components.Timings``:
+            instance provisioning, copy start-up, idle release, component deletion).
+        fail_components: inference-component names or patterns that go ``Failed``.
 
     Everything binds 127.0.0.1. Use it as a context manager, or call :meth:`start` and
     :meth:`stop`.
@@ -136,10 +150,24 @@ class LocalStack:
         port: int = 0,
         runtime_port: int = 0,
         region: str = DEFAULT_REGION,
-        hf_repos: Sequence[str] = LLAMA2_CHAT_REPOS,
+        hf_repos: Sequence[str] = VARIANT_REPOS,
         hf_allow_patterns: Sequence[str] | None = None,
+        time_scale: float = 1.0,
+        clock: Clock | None = None,
+        copy_concurrency: int | None = None,
+        copy_ttft_s: float | None = None,
+        copy_tokens_per_s: float | None = None,
+        timings: Timings | None = None,
+        fail_components: Iterable[str] = (),
     ) -> None:
         self.backend_name = backend
+        self.clock: Clock = clock if clock is not None else ScaledClock(time_scale)
+        self.time_scale = self.clock.time_scale
+        self.copy_concurrency = copy_concurrency
+        self.copy_pace = CopyPace(copy_ttft_s, copy_tokens_per_s)
+        self.timings = timings or Timings()
+        self._fail_components = tuple(fail_components)
+        self.scaling: Any = None
         self.endpoint_delay_s = endpoint_delay_s
         self.ttft_s = ttft_s
         self.tokens_per_s = tokens_per_s
@@ -199,16 +227,25 @@ class LocalStack:
         for name in ("config", "credentials"):  # empty: the user's ~/.aws stays out of it
             (aws_dir / name).touch()
 
+        from common.local.autoscaling import ScalingSimulator
+
+        self.scaling = ScalingSimulator(
+            self.clock, timings=self.timings, copy_concurrency=self.copy_concurrency,
+            copy_pace=self.copy_pace, fail_components=self._fail_components)
         self.control_plane = ControlPlane(
             self.workdir, endpoint_delay_s=self.endpoint_delay_s,
-            fail_endpoints=self._fail_endpoints, region=self.region, port=self._port)
+            delete_delay_s=self._delete_delay_s(),
+            fail_endpoints=self._fail_endpoints, region=self.region, port=self._port,
+            clock=self.clock, extensions=[self.scaling.install])
         self.control_plane.start()
 
         from common.local.runtime import RuntimeServer
 
         self.runtime = RuntimeServer(self.control_plane.lookup, backend=self.backend,
-                                     host="127.0.0.1", port=self._runtime_port)
+                                     host="127.0.0.1", port=self._runtime_port,
+                                     router=self.scaling.route)
         self.runtime.start()
+        self.scaling.start()
 
         proxy = self.control_plane.url
         no_proxy = "127.0.0.1,localhost,::1"
@@ -237,16 +274,24 @@ class LocalStack:
             "IPYTHONDIR": str(ipython_dir),
         }
 
+    def _delete_delay_s(self) -> float:
+        """A tenth of the endpoint delay, at most one real second (in simulated seconds)."""
+        one_real_second = self.clock.time_scale or float("inf")  # a manual clock: no cap
+        return min(one_real_second, self.endpoint_delay_s / 10)
+
     def stop(self) -> None:
         """Stop the servers, restore ``os.environ`` if :meth:`apply_env` changed it, and
         remove the temporary work folder. Safe to call twice."""
         self.restore_env()
+        if self.scaling is not None:
+            self.scaling.stop()
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None
         if self.control_plane is not None:
             self.control_plane.stop()
             self.control_plane = None
+        self.scaling = None
         if self._given_workdir is None and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = None
@@ -374,10 +419,46 @@ class LocalStack:
         """Make endpoints called ``name`` (or matching it) go ``Failed`` with ``reason``."""
         self._require(self.control_plane).fail_endpoint(name, reason)
 
+    def fail_component(self, name: str) -> None:
+        """Make inference components called ``name`` (or matching it, ``fnmatch``) go
+        ``Failed`` (a failed ping health check) instead of ``InService``."""
+        manager = self._require(self.scaling).manager
+        with self._require(self.control_plane)._lock:
+            manager.fail_patterns.append(name)
+
     def clear_faults(self) -> None:
-        """Clear the runtime server's fault and the control plane's failing endpoints."""
+        """Clear the runtime server's fault, the control plane's failing endpoints and the
+        failing inference components."""
         self._require(self.runtime).set_fault(None)
         self._require(self.control_plane).clear_faults()
+        with self._require(self.control_plane)._lock:
+            self._require(self.scaling).manager.fail_patterns.clear()
+
+    # ----------------------------------------------------------------- scaling
+
+    def scaling_events(self) -> list[dict[str, Any]]:
+        """Every scaling event so far, oldest first: ``{"time_s" (simulated seconds),
+        "kind" (component, copies, instances, alarm, scaling), "resource", "message",
+        ...}``. They are logged on the ``common.local.scaling`` logger too."""
+        return list(self._require(self.scaling).events())
+
+    def advance(self, seconds: float) -> None:
+        """Move a ``ManualClock`` forward ``seconds`` in 10 s steps, evaluating the scaling
+        model at each step.
+
+        Raises:
+            LocalStackError: the stand-in runs on a clock that moves by itself.
+        """
+        from common.local.clock import ManualClock
+
+        if not isinstance(self.clock, ManualClock):
+            raise LocalStackError("advance() needs LocalStack(clock=ManualClock()); this "
+                                  "stand-in's clock moves by itself")
+        scaling = self._require(self.scaling)
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            self.clock.advance(min(10.0, end - self.clock.now()))
+            scaling.tick()
 
     def _require(self, value: Any) -> Any:
         if value is None:
