@@ -17,6 +17,8 @@ from common.capacity import (
     idle_cost_per_day,
     plot_capacity,
 )
+from common.chat_view import ChatView, show_chat
+from common.conversation import Conversation, PreparedTurn, TokenCounter, token_counter
 from common.display import StreamResult, plot_latency_comparison, show_stream
 from common.endpoints import (
     approx_token_count,
@@ -106,8 +108,10 @@ __all__ = [
     "WEIGHT_PATTERNS",
     "AsyncTokenStream",
     "BackgroundLoad",
+    "ChatView",
     "CheckResult",
     "ContainerStreamError",
+    "Conversation",
     "CopyResult",
     "DeploymentError",
     "EndpointFailedError",
@@ -129,6 +133,7 @@ __all__ = [
     "PayloadError",
     "PreflightError",
     "PreflightReport",
+    "PreparedTurn",
     "Preset",
     "PresetError",
     "PromptBuilder",
@@ -145,6 +150,7 @@ __all__ = [
     "TargetChoice",
     "ThrottledError",
     "Token",
+    "TokenCounter",
     "TokenStream",
     "ainvoke",
     "ainvoke_stream",
@@ -186,8 +192,10 @@ __all__ = [
     "resolve_execution_role",
     "runtime_client",
     "scaling_settings",
+    "show_chat",
     "show_stream",
     "size_deployment",
+    "token_counter",
     "validate_payload",
     "wait_for_endpoint",
     "wait_for_inference_component",

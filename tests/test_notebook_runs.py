@@ -125,8 +125,8 @@ def _invocations(run: PairRun, *, streaming: bool) -> list[dict[str, Any]]:
 
 def test_the_prompt_has_the_llama2_layout_without_a_second_bos(pair):
     prompts = [body["inputs"] for body in _invocations(pair, streaming=True) if "inputs" in body]
-    assert len(prompts) == 2, "the first question and the follow-up"
-    first, follow_up = prompts
+    assert len(prompts) == 3, "the first question, the follow-up and the chat's question"
+    first, follow_up, _chat = prompts
     for prompt in prompts:
         assert not prompt.startswith("<s>"), "the container adds BOS; a literal <s> doubles it"
         assert prompt.startswith("[INST] <<SYS>>\n") and prompt.endswith(" [/INST]")
@@ -141,7 +141,7 @@ def test_the_prompt_has_the_llama2_layout_without_a_second_bos(pair):
 
 def test_every_streaming_request_streams_and_caps_the_answer(pair):
     bodies = _invocations(pair, streaming=True)
-    assert len(bodies) == 3, "first answer, follow-up, Messages API"
+    assert len(bodies) == 4, "first answer, follow-up, Messages API, the chat's question"
     for body in bodies:
         assert body["stream"] is True
         if "inputs" in body:
@@ -160,7 +160,7 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
         pytest.skip("only the replay backend's text is known in advance")
     replies = [pair.stack.backend.answer_for(GenerationRequest(
         prompt=body.get("inputs"), messages=body.get("messages")))
-        for body in _invocations(pair, streaming=True)]
+        for body in _invocations(pair, streaming=True)[:len(STREAM_TITLES)]]
     printed = [_stdout(c) for c in pair.inference.cells if c.cell_type == "code"
                and re.search(r"^\w+ = stream_answer\(", c.source, re.M)]
     assert len(printed) == len(replies) == len(STREAM_TITLES)
@@ -172,6 +172,23 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
         answer, _, summary = rest.rstrip("\n").rpartition("\n")
         assert answer == reply
         assert re.match(r"TTFT \d+ ms \| \d+ tokens \| [\d.]+ tokens/s", summary), summary
+
+
+def test_the_chat_sent_its_scripted_question_with_the_system_prompt(pair):
+    chat_body = _invocations(pair, streaming=True)[-1]
+    turns = parse_llama2_prompt(chat_body["inputs"])
+    assert [t["role"] for t in turns] == ["system", "user"]
+    assert turns[1]["content"].startswith("Suggest three subject lines")
+    assert chat_body["parameters"]["max_new_tokens"] > 0
+    printed = _stdout(_code_cell(pair.inference, "def open_stream("))
+    assert re.search(r"^You: Suggest three subject lines", printed, re.M), printed
+    assert "Assistant: " in printed and re.search(r"^TTFT \d+ ms", printed, re.M), printed
+    assert re.search(r"^Context: \d+ of \d+ prompt tokens", printed, re.M), printed
+    if pair.stack.backend_name == "replay":
+        reply = pair.stack.backend.answer_for(GenerationRequest(prompt=chat_body["inputs"]))
+        assert reply.strip() in printed
+    counting = _stdout(_code_cell(pair.inference, "counter = common.token_counter("))
+    assert counting.startswith("Counting tokens with: ")
 
 
 def test_the_blocking_call_and_the_chart_were_shown(pair):

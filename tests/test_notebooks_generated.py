@@ -266,10 +266,15 @@ def test_inference_payloads_stream_and_cap_the_answer(path):
 def test_inference_streams_with_boto3_and_the_common_helpers(path):
     container = "lmi" if "-lmi-" in path.name else "tgi"
     tree = _python("\n".join(_code_cells(path)))
-    (stream_call,) = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
-    assert set(_keywords(stream_call)) == {"EndpointName", "Body", "ContentType"}
-    (tokens,) = _calls(tree, "common.iter_tokens")
-    assert ast.literal_eval(_keywords(tokens)["container"]) == container
+    stream_calls = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
+    assert len(stream_calls) == 2, "stream_answer and the chat's open_stream"
+    for stream_call in stream_calls:
+        assert set(_keywords(stream_call)) == {"EndpointName", "Body", "ContentType"}
+    token_calls = _calls(tree, "common.iter_tokens")
+    assert len(token_calls) == 2
+    for tokens in token_calls:
+        assert ast.literal_eval(_keywords(tokens)["container"]) == container
+    assert _calls(tree, "common.show_chat") and _calls(tree, "common.Conversation.from_preset")
     assert _calls(tree, "common.show_stream")
     assert _calls(tree, "runtime.invoke_endpoint"), "no blocking call to compare with"
     assert _calls(tree, "common.plot_latency_comparison")

@@ -400,7 +400,10 @@ class RuntimeServer:
         ``custom_attributes`` (without the fault key), ``faults``, and once answered
         ``status``, ``error_code``, ``container``, ``tokens`` (sent), ``outcome``,
         ``ignored_parameters`` (parameters the container accepted but ignores) and
-        ``inference_component`` (the ``InferenceComponentName`` header, if any).
+        ``inference_component`` (the ``InferenceComponentName`` header, if any). A client
+        that closes the connection mid-stream stops the generation for its request, as TGI
+        and DJL Serving do: the record then has ``client_closed: True`` and an ``outcome``
+        that names the tokens sent.
         """
         with self._lock:
             return copy.deepcopy(self._log)
@@ -685,7 +688,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except ConnectionError:
             self.close_connection = True
-            owner._update(entry, outcome="client disconnected")
+            owner._update(entry, client_closed=True, outcome=(
+                f"client closed the stream after {entry.get('tokens', 0)} tokens; "
+                "generation stopped"))
         finally:
             owner._mark(timing, "done_ns")
 
@@ -827,6 +832,13 @@ class _Handler(BaseHTTPRequestHandler):
             for token in generator:
                 if self.owner._stopping.is_set():
                     raise _ConnectionGone("the server is stopping")
+                if _client_left(self):
+                    # As TGI and DJL Serving do for a direct client: a closed connection
+                    # cancels the request, and no further token is generated for it.
+                    self.owner._update(entry, client_closed=True, outcome=(
+                        f"client closed the stream after {session.count} tokens; "
+                        "generation stopped"))
+                    raise _ConnectionGone("the client closed the connection")
                 out, finished = session.push(token)
                 emit(out, session.count)
                 self.owner._update(entry, tokens=session.count)
@@ -945,6 +957,16 @@ def _hang_up(handler: _Handler) -> None:
     handler.close_connection = True
     with contextlib.suppress(OSError):  # the client already closed it
         handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _client_left(handler: _Handler) -> bool:
+    """Whether the client has closed its end (the request was read, so readable = EOF)."""
+    connection = handler.connection
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and not connection.recv(1, socket.MSG_PEEK)
+    except (OSError, ValueError):
+        return True
 
 
 def _wait_for_client_to_leave(handler: _Handler) -> None:
