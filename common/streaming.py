@@ -477,12 +477,10 @@ class StreamDecoder:
         self.ended = False
         self._pieces: list[str] = []
         self._label = {"tgi": "TGI", "lmi": "LMI"}.get(container, "the container")
+        self._lmi_lines = container != "tgi"  # TGI never writes {"token": ...} json lines
         self._consume: Callable[[bytes, list[Token]], bytes | None] = self._sniff_more
         self._head = b""
-        # Once a line format is known, feed() splits lines itself (inline: most parts
-        # complete one line or none) and hands them to _on_lines; _pending holds the pieces
-        # of an unfinished line, joined once, so a long line costs time linear in its length.
-        self._in_lines = False
+        # Once a line format is known, feed is _feed_lines, which hands the lines to _on_lines.
         self._pending: list[bytes] = []
         self._on_lines: Callable[[list[bytes], list[Any], bool], None] = self._sse_lines
         self._data: list[bytes] = []  # the data lines of the SSE event being read
@@ -519,20 +517,27 @@ class StreamDecoder:
         if self.ended:
             raise RuntimeError("StreamDecoder.feed() after end(): make a new decoder per stream")
         out: list[Token] = []
-        if not self._in_lines:
-            if not data:
-                return out
-            try:
-                data = self._consume(data, out)  # sniffing, or the LMI document
-            except StreamError as exc:
-                self._fail(exc, out)
-            if data is None:
-                return out
-        # a line format: the lines this part completes, without "\n" or a trailing "\r"
+        if not data:
+            return out
+        try:
+            data = self._consume(data, out)  # sniffing, or the LMI document
+        except StreamError as exc:
+            self._fail(exc, out)
+            return out
+        if data is None:
+            return out
+        return self._feed_lines(data)  # a line format was just sniffed: feed is now that
+
+    def _feed_lines(self, data: bytes) -> list[Token]:
+        """:meth:`feed` once a line format is known (it replaces ``feed`` on the instance
+        then, which saves a call per part): split off the lines this part completes
+        (without ``\\n`` or a trailing ``\\r``) and read them. Most parts complete one line
+        or none; ``_pending`` holds the pieces of an unfinished line, joined once, so a long
+        line costs time linear in its length."""
         pending = self._pending
         if b"\n" not in data:
             pending.append(data)
-            return out
+            return []
         lines = data.split(b"\n")
         if pending:
             pending.append(lines[0])
@@ -543,6 +548,7 @@ class StreamDecoder:
             pending.append(tail)
         if b"\r" in data or lines[0][-1:] == b"\r":
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        out: list[Token] = []
         try:
             self._on_lines(lines, out, False)
         except StreamError as exc:
@@ -563,8 +569,8 @@ class StreamDecoder:
         """A decoder that hands back the raw lines instead of tokens (for LineIterator)."""
         splitter = cls()
         splitter.format = _FORMAT_LINES
-        splitter._in_lines = True
         splitter._on_lines = lambda lines, out, final: out.extend(lines)
+        splitter.feed = splitter._feed_lines  # type: ignore[method-assign]
         return splitter
 
     def end(self) -> list[Token]:
@@ -603,10 +609,12 @@ class StreamDecoder:
         except StreamError as exc:
             self._fail(exc, out)
         self.ended = True
+        vars(self).pop("feed", None)  # the general feed, which refuses more bytes
         return out
 
     def _fail(self, exc: StreamError, out: list[Token]) -> None:
         self.failure = exc
+        vars(self).pop("feed", None)  # the general feed, which raises it
         if not out:
             raise exc
         # else: the tokens go out first; the next call raises it
@@ -660,10 +668,52 @@ class StreamDecoder:
                 self._document_feed(head[offset:], out)
             return None
         self._on_lines = self._sse_lines if fmt == FORMAT_SSE else self._jsonlines_lines
-        self._in_lines = True
+        self.feed = self._feed_lines  # type: ignore[method-assign]
         return head
 
     # -- JSON
+
+    def _event(self, data: bytes, sse: bool) -> Token | None:
+        """Read one complete event (an SSE event's data or one json line): its token or
+        ``None``. The common shape -- a JSON object whose ``token`` is an object with a
+        string ``text``, an int ``id``, a float log probability and a bool special flag --
+        is read here in one go (the hot path of every stream); anything else goes the general
+        way (:meth:`_load`, :meth:`_handle`), which gives the same result or the error."""
+        try:
+            text = data.decode("utf-8")
+            event, end = _scan_once(text, 0)
+            whole = end == len(text)
+        except (ValueError, StopIteration, RecursionError):
+            whole = False
+        if not whole:  # json.loads gives the precise error (or accepts surrounding blanks)
+            return self._handle(self._load_slowly(data, False), sse)
+        if type(event) is dict:
+            token = event.get("token")
+            if type(token) is dict and (sse or self._lmi_lines):
+                text = token.get("text")
+                token_id = token.get("id")
+                logprob = token.get("logprob")
+                if logprob is None:
+                    logprob = token.get("log_prob")
+                special = token.get("special")
+                if special is None:
+                    special = token.get("special_token", False)
+                if (type(text) is str and type(special) is bool
+                        and (type(token_id) is int or token_id is None)
+                        and (type(logprob) is float or logprob is None)
+                        and event.get("details") is None
+                        and event.get("generated_text") is None):
+                    if text in self.stop_tokens:
+                        special = True
+                    elif text and not special:
+                        self._pieces.append(text)
+                    new = _new_object(Token)
+                    _set_text(new, text)
+                    _set_id(new, token_id)
+                    _set_special(new, special)
+                    _set_logprob(new, logprob)
+                    return new
+        return self._handle(event, sse)
 
     def _load(self, data: bytes, final: bool) -> Any:
         """Parse one JSON document (an SSE event's data or one json line)."""
@@ -705,8 +755,7 @@ class StreamDecoder:
 
     def _sse_lines(self, lines: list[bytes], out: list[Token], unterminated: bool) -> None:
         data = self._data
-        handle = self._handle
-        load = self._load
+        event = self._event
         for line in lines:
             if line[:5] == b"data:":
                 data.append(line[5:].removeprefix(b" "))
@@ -716,7 +765,7 @@ class StreamDecoder:
                     payload = data[0] if len(data) == 1 else b"\n".join(data)
                     data.clear()
                     if payload != b"[DONE]":  # [DONE] ends a Messages-API stream
-                        token = handle(load(payload, False), True)
+                        token = event(payload, True)
                         if token is not None:
                             out.append(token)
                 continue
@@ -753,12 +802,12 @@ class StreamDecoder:
     # -- json lines
 
     def _jsonlines_lines(self, lines: list[bytes], out: list[Token], final: bool) -> None:
+        event = self._event
         handle = self._handle
-        load = self._load
         for line in lines:
             if not line or line.isspace():
                 continue
-            token = handle(load(line, final), False)
+            token = handle(self._load(line, True), False) if final else event(line, False)
             if token is not None:
                 out.append(token)
 
@@ -1068,19 +1117,13 @@ class _StreamFace:
     # -- decoding one event
 
     def _step(self, event: Any) -> list[Token] | None:
-        """Decode one event from the source; return its tokens, ``None`` once all is done
+        """Decode one event from the source that is not a plain ``PayloadPart`` (the faces
+        feed those to the decoder themselves); return its tokens, ``None`` once all is done
         (or once :meth:`close` was called, by another thread or task, meanwhile)."""
-        try:  # the common case first; the end and other events go the slow way
-            data = event["PayloadPart"]["Bytes"]
-        except Exception:
-            data = None
-        if type(data) is bytes:
-            batch = self._decoder.feed(data)
-        else:
-            try:
-                batch = self._decode(event)
-            except _Exhausted:
-                return None
+        try:
+            batch = self._decode(event)
+        except _Exhausted:
+            return None
         return None if self.closed else batch
 
     def _decode(self, event: Any) -> list[Token]:
@@ -1172,13 +1215,19 @@ class TokenStream(_StreamFace, Iterator[Token]):
             except BaseException as exc:
                 self._source_failed(exc)
                 return  # the read broke because close() closed the body: a stop
-            batch = step(event)
-            if batch is None:
-                return
+            try:  # _step's common case inline (a call less per part)
+                data = event["PayloadPart"]["Bytes"]
+            except Exception:
+                data = None
+            batch = decoder.feed(data) if type(data) is bytes else step(event)
             if batch:
+                if self.closed:  # close() ran meanwhile, in another thread
+                    return
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
+            elif batch is None:
+                return
 
     def close(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection).
@@ -1251,13 +1300,19 @@ class AsyncTokenStream(_StreamFace, AsyncIterator[Token]):
             except BaseException as exc:
                 self._source_failed(exc)
                 return  # the read broke because close() closed the body: a stop
-            batch = step(event)
-            if batch is None:
-                return
+            try:  # _step's common case inline (a call less per part)
+                data = event["PayloadPart"]["Bytes"]
+            except Exception:
+                data = None
+            batch = decoder.feed(data) if type(data) is bytes else step(event)
             if batch:
+                if self.closed:  # close() ran meanwhile, in another task
+                    return
                 yield batch
                 if decoder.failure is not None:  # held back behind the tokens just given
                     raise decoder.failure
+            elif batch is None:
+                return
 
     async def aclose(self) -> None:
         """Stop decoding and close the underlying event stream (its HTTP connection).
