@@ -745,12 +745,7 @@ class StreamDecoder:
                         special = True
                     elif text and not special:
                         self._pieces.append(text)
-                    new = _new_object(Token)
-                    _set_text(new, text)
-                    _set_id(new, token_id)
-                    _set_special(new, special)
-                    _set_logprob(new, logprob)
-                    return new
+                    return _token(text, token_id, special, logprob)
         return self._handle(event, sse)
 
     def _load(self, data: bytes, final: bool) -> Any:
