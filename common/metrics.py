@@ -196,10 +196,19 @@ class MeasuredStream(Iterator[Any], AsyncIterator[Any]):
         now = self._clock()
         if self._first_item is None:
             self._first_item = now
-        if isinstance(token, str):
+        if type(token) is str:
             special, text = False, token
         else:
-            special, text = bool(getattr(token, "special", False)), getattr(token, "text", "")
+            try:  # a Token (the common case, read without getattr's defaults)
+                special, text = token.special, token.text
+            except AttributeError:
+                special = text = None
+            if type(special) is not bool or type(text) is not str:  # any other object
+                if isinstance(token, str):
+                    special, text = False, token
+                else:
+                    special = bool(getattr(token, "special", False))
+                    text = getattr(token, "text", "")
         if special:
             self._special += 1
         else:

@@ -71,6 +71,18 @@ def test_one_byte_per_part_all_in_one_part_and_one_line_per_part(kind, data):
 @pytest.mark.parametrize("kind", [k for k in ss.FORMATS if k != "lmi-document"])
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
+def test_one_part_per_event_as_containers_flush_them(kind, data):
+    """The decoders read a part that is exactly one event without splitting it: the same
+    tokens, text and errors as any other cut (keep-alives, CRLF, fields, [DONE] included)."""
+    sample = data.draw(ss.samples(kind), label="sample")
+    assert sample.ends is not None
+    for container in sample.containers:
+        assert_decodes(sample, ss.cut_events(sample.data, sample.ends), container)
+
+
+@pytest.mark.parametrize("kind", [k for k in ss.FORMATS if k != "lmi-document"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
 def test_each_token_comes_out_as_soon_as_its_event_is_complete(kind, data):
     """No token waits for a later part: once its event's last byte is read, it is out."""
     sample = data.draw(ss.samples(kind), label="sample")
