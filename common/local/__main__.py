@@ -78,6 +78,20 @@ def _add_stack_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
                           "backend's)")
 
 
+def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--log-file", type=Path, default=default(None), metavar="FILE",
+        help="where the kernels' own output and the control plane proxy's access log go "
+             "(default: a new file in the temporary folder, named in the banner)")
+    parser.add_argument(
+        "--verbose", action="store_true", default=default(False),
+        help="show the kernels' own output and the proxy's access log in the terminal "
+             "instead of the log file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m common.local``."""
     parser = argparse.ArgumentParser(
@@ -110,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", choices=("7b", "13b", "70b"), default="7b",
                       help="which model size's recipe (default: 7b)")
     _add_stack_options(demo)
+    _add_output_options(demo)
     demo.set_defaults(endpoint_delay_s=None)
 
     _add_serve_options(parser)  # `python -m common.local [options]` means `serve [options]`
@@ -121,6 +136,7 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         return argparse.SUPPRESS if suppress else value
 
     _add_stack_options(parser, suppress=suppress)
+    _add_output_options(parser, suppress=suppress)
     parser.add_argument(
         "--fail-endpoint", dest="fail_endpoints", action="append", default=default([]),
         metavar="NAME", help="make endpoints with this name (or shell pattern, e.g. 'bad-*') "
@@ -149,6 +165,7 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
 
     ``stop`` ends serving when set (SIGINT and SIGTERM set it too).
     """
+    from common.local.logfile import BackgroundLog
     from common.local.stack import UNSET_VARIABLES, LocalStack
 
     stop = stop or threading.Event()
@@ -156,9 +173,10 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
         backend=args.backend, endpoint_delay_s=args.endpoint_delay_s, ttft_s=args.ttft_s,
         tokens_per_s=args.tokens_per_s, workdir=args.workdir,
         fail_endpoints=args.fail_endpoints, port=args.port, runtime_port=args.runtime_port)
+    background = BackgroundLog(args.log_file, verbose=args.verbose, command="serve")
     previous = _install_signal_handlers(stop)
     try:
-        with stack:
+        with background, stack:
             env = stack.env
             if args.env_json is not None:
                 args.env_json.write_text(json.dumps(
@@ -167,6 +185,7 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
             out.write(f"# control plane (moto proxy) {stack.proxy_url}, "
                       f"sagemaker-runtime {stack.runtime_url}; endpoints take "
                       f"{args.endpoint_delay_s:g} s to come up\n")
+            out.write(f"# {background.describe()}\n")
             out.write("\n".join(stack.shell_lines()) + "\n")
             out.write("# Serving until Ctrl-C.\n")
             out.flush()

@@ -4,6 +4,10 @@ Starts the stand-in (:class:`common.local.stack.LocalStack`), then executes the 
 notebook and the inference notebook of one recipe with a real Jupyter kernel, exactly as a
 reader would run them top to bottom, and echoes what the cells print into the terminal as it
 arrives -- so the streamed answer appears token by token, followed by its metrics.
+
+The terminal shows only that story. The kernels' own output (transport warnings) and the
+control plane proxy's access log go to a log file named in the banner
+(:class:`common.local.logfile.BackgroundLog`); ``--verbose`` shows them in the terminal.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from common.errors import RecipeError
 
@@ -69,8 +73,12 @@ def _make_client(nb: Any, workdir: Path, out, timeout_s: float):
     )
 
 
-def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0) -> float:
+def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0,
+                 kernel_output: IO[str] | None = None) -> float:
     """Execute one notebook in a fresh kernel, echoing its printed output to ``out``.
+
+    ``kernel_output`` receives the kernel process's own stdout and stderr (its log, not
+    what the cells print); None leaves them on this process's terminal.
 
     Returns:
         The wall time in seconds.
@@ -87,8 +95,10 @@ def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0) -> flo
               "===\n")
     out.flush()
     client = _make_client(nb, path.parent, out, timeout_s)
+    streams = {} if kernel_output is None else {"stdout": kernel_output,
+                                                 "stderr": kernel_output}
     try:
-        client.execute()
+        client.execute(**streams)
     except CellExecutionError as exc:
         raise DemoError(f"{path.name} failed: {exc}") from exc
     return time.perf_counter() - started
@@ -96,6 +106,7 @@ def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0) -> flo
 
 def main(args: argparse.Namespace) -> int:
     """Run the demo with the parsed command-line ``args``; returns the exit status."""
+    from common.local.logfile import BackgroundLog
     from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 
     deploy, inference = notebook_pair(args.container, args.size)
@@ -105,18 +116,23 @@ def main(args: argparse.Namespace) -> int:
         if value is not None:
             stack_options[name] = value
     out = sys.stdout
-    with LocalStack(**stack_options) as stack:
+    background = BackgroundLog(getattr(args, "log_file", None),
+                               verbose=getattr(args, "verbose", False), command="demo")
+    with background, LocalStack(**stack_options) as stack:
         stack.apply_env()
         # Print in the terminal instead of drawing widgets, and let the notebook's guarded
         # clean-up cell run, since nothing real is deleted here.
         os.environ.update(HEADLESS_NOTEBOOK_ENV)
         out.write(f"Local SageMaker stand-in up ({stack.backend_label}).\n")
+        out.write(background.describe() + "\n")
+        out.flush()
         preload = getattr(stack.backend, "preload", None)
         if preload is not None:
             # Load the model now, so the first answer's time to first token is the model's
             # own and not the one-off load.
             preload()
-        walls = [(p.name, run_notebook(p, out=out)) for p in (deploy, inference)]
+        walls = [(p.name, run_notebook(p, out=out, kernel_output=background.kernel_output))
+                 for p in (deploy, inference)]
     out.write("\nDemo finished:\n")
     for name, wall in walls:
         out.write(f"  {name}: {wall:.1f} s\n")
