@@ -6,18 +6,24 @@ imports nothing outside the standard library).
 
 uv reads ``UV_*`` variables and ``uv.toml``, never ``pip.conf`` or ``PIP_*``. A machine whose
 pip finds packages through its configuration -- a company mirror as ``index-url``, a folder
-of local wheels as ``find-links`` (this project's CPU build of torch), ``extra-index-url``,
-a ``constraint`` file, a ``cert`` for a TLS-intercepting proxy -- would see uv resolve
-differently from pip, or fail. ``scripts/setup.sh`` runs this file with the new environment's
+of local wheels as ``find-links`` (this project's CPU build of torch), a ``constraint``
+file, a ``cert`` for a TLS-intercepting proxy -- would see uv resolve differently from pip,
+or fail. ``scripts/setup.sh`` runs this file with the new environment's
 Python (``eval "$(.venv/bin/python common/local/installer.py)"``) before it installs with uv,
 and :func:`install_command` (the model backend's installer) does the same, so both installers
 see the same sources.
 
 pip's precedence is kept: ``PIP_*`` variables over the ``install`` section over ``global``
 (``pip config list`` has already merged the files). A ``UV_*`` variable the user has set
-wins over pip's value. With extra indexes uv is told to pick the best version across all
-indexes, as pip does (uv's default takes every version of a package from the first index
-that has it, which would let a partial local mirror pin an old release).
+wins over pip's value.
+
+pip's ``extra-index-url`` is *not* passed on. uv takes all versions of a package from the
+first index that has it (its guard against dependency confusion), so a partial mirror as an
+extra index would pin old releases (here a local mirror's botocore 1.43.106 breaks
+aiobotocore's pin); pip's behaviour, ``UV_INDEX_STRATEGY=unsafe-best-match``, made the
+notebooks' requirements install 2x slower on this project's machine (70 s against 32 s) and
+is the strategy uv's documentation calls unsafe. Whoever needs an extra index for uv sets
+``UV_INDEX`` themselves, or installs with pip (``SETUP_INSTALLER=pip``).
 """
 
 from __future__ import annotations
@@ -37,7 +43,6 @@ __all__ = ["find_uv", "install_command", "main", "parse_pip_config", "pip_config
 # pip option -> (uv variable, separator uv expects between several values)
 OPTIONS: dict[str, tuple[str, str]] = {
     "index-url": ("UV_DEFAULT_INDEX", " "),
-    "extra-index-url": ("UV_EXTRA_INDEX_URL", " "),
     "find-links": ("UV_FIND_LINKS", ","),
     "constraint": ("UV_CONSTRAINT", " "),
     "cert": ("SSL_CERT_FILE", " "),
@@ -50,7 +55,7 @@ def parse_pip_config(listing: str) -> dict[str, list[str]]:
     """Read ``pip config list`` output into ``{option: [values]}`` with pip's precedence.
 
     Lines look like ``global.find-links='/opt/wheels'`` or ``:env:.cert='/etc/ssl/x.pem'``;
-    a value may hold several whitespace-separated entries (``extra-index-url``). Sections
+    a value may hold several whitespace-separated entries (``find-links``). Sections
     other than ``global``, ``install`` and the environment are ignored.
 
     Returns:
@@ -81,8 +86,6 @@ def uv_environment(pip_options: Mapping[str, list[str]],
     """Return the variables that make uv use ``pip_options``' sources.
 
     Variables already in ``environ`` are left out (the user's own uv settings win).
-    ``UV_INDEX_STRATEGY=unsafe-best-match`` (pip's behaviour) is added when there are extra
-    indexes.
     """
     env: dict[str, str] = {}
     for option, entries in pip_options.items():
@@ -91,8 +94,6 @@ def uv_environment(pip_options: Mapping[str, list[str]],
             entries = entries[:1]
         if variable not in environ:
             env[variable] = separator.join(entries)
-    if "extra-index-url" in pip_options and "UV_INDEX_STRATEGY" not in environ:
-        env["UV_INDEX_STRATEGY"] = "unsafe-best-match"
     return env
 
 

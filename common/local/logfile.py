@@ -73,10 +73,10 @@ class BackgroundLog:
     def __enter__(self) -> BackgroundLog:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            self._file = open(self.path, "a", buffering=1, encoding="utf-8")
             stream: TextIO | IO[str] = self._file
         else:
-            stream = self._terminal or sys.stderr
+            stream = self._terminal if self._terminal is not None else sys.stderr
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger = logging.getLogger(PROXY_LOGGER)
