@@ -91,10 +91,20 @@ def short_title(title: str) -> str:
     return re.split(r" \(|:", title)[0].removeprefix("the ").strip()
 
 
+REPOSITORY = ROOT  # what is cloned: --repo changes it
+
+
 def clone(into: Path) -> Path:
-    """Clone the repository's HEAD into ``into``; returns the clone's root."""
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(into)], check=True)
+    """Clone :data:`REPOSITORY`'s HEAD into ``into``; returns the clone's root."""
+    subprocess.run(["git", "clone", "-q", str(REPOSITORY), str(into)], check=True)
     return into
+
+
+def head_commit() -> str:
+    """The cloned repository's HEAD: short hash and subject."""
+    done = subprocess.run(["git", "-C", str(REPOSITORY), "log", "-1", "--format=%h %s"],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "an unknown commit"
 
 
 def run_once(target: str, work: Path, env: dict[str, str], first_command: bool,
@@ -133,12 +143,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the README's first command in a fresh clone")
     parser.add_argument("--installer", choices=("uv", "pip"), default="uv",
                         help="uv (setup.sh's default) or its pip fallback")
+    parser.add_argument("--repo", type=Path, default=ROOT,
+                        help="the git repository whose HEAD is cloned (default: this one)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the clones and logs (their folder is printed)")
     args = parser.parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
     if not set(targets) <= {"demo", "test"} or not targets:
         parser.error("--targets takes demo, test or demo,test")
+    global REPOSITORY
+    REPOSITORY = args.repo.resolve()
 
     results: dict[tuple[str, str], list[Timing]] = {}
     for run in range(1, args.runs + 1):
@@ -191,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "printed (an empty cell: the step had nothing to do and printed no time). "
         "load_avg: the 1-minute load average after each run -- on 2 cores shared with other "
         "work, wall times above the CPU time mostly measure the neighbours.",
+        f"Cloned: {REPOSITORY} at {head_commit()}.",
         f"Machine: {machine()}.",
         f"Command: `{command_line()}`",
     ])

@@ -159,6 +159,6 @@ fi
 if [ "$what" = demo ]; then
   next=".venv/bin/python -m common.local demo"
 else
-  next="bash .ci/run   (or: . .venv/bin/activate && python -m pytest)"
+  next=".venv/bin/python -m pytest   (the tests; bash .ci/run runs setup and them)"
 fi
 echo "Setup ($what) done in $(seconds_since "$setup_started"). Next: $next"

@@ -125,7 +125,7 @@ def test_without_uv_it_installs_with_pip_and_the_test_setup_adds_its_steps(tmp_p
                "-r ../../requirements.txt" in call for call in calls), calls
     assert any(call.endswith("-m common.local.model_backend --install --installer pip")
                for call in calls), calls
-    assert "Next: bash .ci/run" in done.stdout.splitlines()[-1]
+    assert "Next: .venv/bin/python -m pytest" in done.stdout.splitlines()[-1]
 
 
 def test_an_unknown_target_prints_the_usage(tmp_path):
