@@ -173,7 +173,8 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
         backend=args.backend, endpoint_delay_s=args.endpoint_delay_s, ttft_s=args.ttft_s,
         tokens_per_s=args.tokens_per_s, workdir=args.workdir,
         fail_endpoints=args.fail_endpoints, port=args.port, runtime_port=args.runtime_port)
-    background = BackgroundLog(args.log_file, verbose=args.verbose, command="serve")
+    background = BackgroundLog(args.log_file, verbose=args.verbose, command="serve",
+                               label="Proxy access log")
     previous = _install_signal_handlers(stop)
     try:
         with background, stack:

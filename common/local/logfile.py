@@ -39,6 +39,7 @@ class BackgroundLog:
         path: the log file (appended to); None picks :func:`default_log_path`.
         verbose: show everything on ``terminal`` instead (no file is written).
         command: names the default file (``demo``, ``serve``).
+        label: what the banner line calls the log (default: the kernels' and the proxy's).
         terminal: where verbose output goes (default ``sys.stderr``).
 
     Use it as a context manager around the stand-in. While it is open,
@@ -50,8 +51,10 @@ class BackgroundLog:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, verbose: bool = False,
-                 command: str = "demo", terminal: TextIO | None = None) -> None:
+                 command: str = "demo", label: str = "Kernel and proxy logs",
+                 terminal: TextIO | None = None) -> None:
         self.verbose = verbose
+        self.label = label
         self.path: Path | None = None if verbose else (
             Path(path) if path is not None else default_log_path(command))
         self._terminal = terminal
@@ -67,8 +70,8 @@ class BackgroundLog:
     def describe(self) -> str:
         """One line for the banner saying where the background output goes."""
         if self.path is None:
-            return "Kernel and proxy logs: shown here (--verbose)."
-        return f"Kernel and proxy logs: {self.path} (--verbose shows them here)."
+            return f"{self.label}: shown here (--verbose)."
+        return f"{self.label}: {self.path} (--verbose shows them here)."
 
     def __enter__(self) -> BackgroundLog:
         if self.path is not None:
