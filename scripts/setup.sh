@@ -55,7 +55,7 @@ run_step() {
   {
     echo
     echo "setup: the step \"$title\" failed. Its last lines of output:"
-    tail -n +"$first_line" "$log" | grep -v '^\(=== \|\$ \)' | tail -n 12 | sed 's/^/    /'
+    tail -n +"$first_line" "$log" | grep -v '^\(=== \|\$ \)' | tail -n 12 | sed 's/^/    /' || true
     echo "The full output is in $log. Fix the cause, then re-run the step from the repository root:"
     echo "    $command"
     echo "or the whole setup (it skips what is in place): bash scripts/setup.sh $what"

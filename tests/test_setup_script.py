@@ -26,6 +26,7 @@ FAKE_TOOL = """#!/usr/bin/env bash
 echo "$(basename "$0") $PWD :: $*" >> "$CALLS"
 if [ "$1" = --version ]; then echo "Python 3.11.7 (fake)"; exit 0; fi
 if [ -n "${FAIL_ON:-}" ] && [[ "$*" == *"$FAIL_ON"* ]]; then
+  [ -n "${SILENT:-}" ] && exit 3
   for i in $(seq 1 200); do echo "Collecting something-$i"; done
   echo "ERROR: No matching distribution found for not-a-package==9.9"
   exit 1
@@ -102,6 +103,14 @@ def test_a_failed_step_stops_with_its_name_the_log_and_the_rerun_command(tmp_pat
     log = (repo / ".venv" / "setup.log").read_text()
     assert "Collecting something-1\n" in log and "Collecting something-200" in log
     assert "Next:" not in done.stdout
+
+
+def test_a_step_that_fails_silently_still_names_itself_and_the_rerun_command(tmp_path):
+    done = _run(_fake_repo(tmp_path), FAIL_ON="requirements.txt", SILENT="1")
+    assert done.returncode == 1
+    assert "(requirements.txt) ... FAILED after" in done.stdout and "(exit 3)" in done.stdout
+    assert "-r ../../requirements.txt" in done.stderr
+    assert "The full output is in .venv/setup.log" in done.stderr
 
 
 def test_without_uv_it_installs_with_pip_and_the_test_setup_adds_its_steps(tmp_path):
