@@ -24,7 +24,7 @@ work on the machine), and the median of each step's time as setup.sh printed it.
 average is noted per run: on a shared machine the wall times say as much about the
 neighbours as about the setup. The table is printed and written to
 ``benchmarks/results/setup_time.csv`` and ``.md`` (``setup_time_pip`` with ``--installer
-pip``). A measurement, not a test: nothing here passes or fails.
+pip``; ``--name`` picks another name). A measurement, not a test: nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="uv (setup.sh's default) or its pip fallback")
     parser.add_argument("--repo", type=Path, default=ROOT,
                         help="the git repository whose HEAD is cloned (default: this one)")
+    parser.add_argument("--name", default=None,
+                        help="the results' file name (default: setup_time, or setup_time_pip "
+                             "with --installer pip)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the clones and logs (their folder is printed)")
     args = parser.parse_args(argv)
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             values = [t.steps[step] for t in timings if step in t.steps]
             row[f"{step} (s)"] = f"{statistics.median(values):.1f}" if values else ""
         rows.append(row)
-    name = "setup_time" if args.installer == "uv" else "setup_time_pip"
+    name = args.name or ("setup_time" if args.installer == "uv" else "setup_time_pip")
     publish(name, rows, [
         "",
         f"Installer: {args.installer}. Fresh: a new clone, no .venv, empty uv and pip caches; "
