@@ -8,9 +8,9 @@ inherits -- that is how the notebooks reach it, exactly as they would reach Sage
   before the first kernel starts.
 * Otherwise it starts on first use of the ``local_stack`` fixture.
 
-It runs fast for tests: endpoints come up after about a second, and the replay backend sends
-its tokens without pacing. It stops (and ``os.environ`` is restored) at the end of the
-session.
+It runs fast for tests: endpoints come up after about a second (120 simulated seconds at a
+time scale of 120), and the replay backend sends its tokens without pacing. It stops (and
+``os.environ`` is restored) at the end of the session.
 """
 
 from __future__ import annotations
@@ -31,7 +31,20 @@ from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 pytest_plugins = ["notebook_capture"]
 
-STACK_OPTIONS: dict[str, Any] = {"endpoint_delay_s": 1.0, "ttft_s": 0.0, "tokens_per_s": 0.0}
+STACK_OPTIONS: dict[str, Any] = {
+    # 120 simulated seconds per real second: an endpoint still comes up in about a second,
+    # and a scale notebook's hour of autoscaling (provisioning, 15-minute scale-in, idle
+    # release) passes in well under a minute.
+    "time_scale": 120.0,
+    "endpoint_delay_s": 120.0,  # simulated
+    "ttft_s": 0.0,
+    "tokens_per_s": 0.0,
+    # Inference components: 4 streams per copy, each paced at 50 ms to the first token and
+    # 1,000 tokens/s, so a 1..32-stream sweep queues past 4 (a knee) in a few seconds.
+    "copy_concurrency": 4,
+    "copy_ttft_s": 0.05,
+    "copy_tokens_per_s": 1000.0,
+}
 
 _stack: LocalStack | None = None
 

@@ -1,26 +1,37 @@
 """Concurrent streaming load tool: ``python -m common.bench --endpoint NAME``.
 
-Opens ``concurrency`` streaming clients at once against one endpoint (real SageMaker or the
-local stand-in -- it only uses boto3's ``sagemaker-runtime`` client, so the environment
-decides which), sends ``requests`` requests per concurrency level, and reports per level:
-time to first token (p50/p95), inter-token latency (p50/p95), tokens/s per stream and in
-total, and errors -- as a table on stdout, a CSV, and optionally a PNG chart.
+Keeps ``concurrency`` streams open at once against one endpoint (real SageMaker or the local
+stand-in -- it only uses the ``sagemaker-runtime`` API, so the environment decides which),
+sends ``requests`` requests per concurrency level, and reports per level: time to first token
+(p50/p95), inter-token latency (p50/p95), tokens/s per stream and in total, and errors -- as a
+table on stdout, a CSV, and optionally a PNG chart.
+
+Every stream runs on one asyncio event loop (aiobotocore's client,
+:func:`common.ainvoke_stream`): hundreds of streams cost one thread, not one each. Inside a
+Jupyter kernel, whose loop is already running, the load runs on a fresh loop in a worker
+thread, so :func:`run_sweep` is a plain call there too. :func:`run_level` (a thread per
+stream, boto3) stays for comparison (``--engine threads``; see ``benchmarks/load.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from common.metrics import StreamMetrics, measure, percentile
+
+ENGINES = ("asyncio", "threads")
+_T = TypeVar("_T")
 
 DEFAULT_PROMPT = (
     "Write a short, friendly email announcing the AnyCloud Internet Service, with the coupon "
@@ -132,6 +143,181 @@ def run_level(
                 progress(1)
     wall = time.perf_counter() - started
     return summarize(concurrency, results, wall)
+
+
+async def _one_async_request(invoke: Callable[[], Awaitable[AsyncIterable[Any]]]
+                             ) -> RequestResult:
+    start = time.perf_counter()
+    try:
+        stream = await invoke()
+    except Exception as exc:  # a failure before the stream counts too
+        return RequestResult(None, f"{type(exc).__name__}: {exc}")
+    measured = measure(stream, start=start)
+    try:
+        async for _ in measured:
+            pass
+    except Exception as exc:  # every failure is counted and reported, not hidden
+        return RequestResult(measured.metrics, f"{type(exc).__name__}: {exc}")
+    finally:
+        await measured.aclose()  # returns the connection at once, even after a failure
+    return RequestResult(measured.metrics)
+
+
+async def arun_level(
+    invoke: Callable[[], Awaitable[AsyncIterable[Any]]],
+    concurrency: int,
+    requests: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> LevelReport:
+    """The asyncio twin of :func:`run_level`: every stream on the running event loop.
+
+    Args:
+        invoke: a coroutine function that sends one request and returns an async token
+            stream (``common.ainvoke_stream(...)`` bound to a client, endpoint and payload).
+        concurrency: how many streams are open at once.
+        requests: how many requests in total at this level.
+        progress: called with 1 after each finished request.
+
+    Returns:
+        The :class:`LevelReport`.
+    """
+    slots = asyncio.Semaphore(concurrency)
+    results: list[RequestResult] = []
+
+    async def one() -> None:
+        async with slots:
+            result = await _one_async_request(invoke)
+        results.append(result)
+        if progress is not None:
+            progress(1)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(requests)))
+    return summarize(concurrency, results, time.perf_counter() - started)
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` to its end from synchronous code, and return its result.
+
+    With no event loop running in this thread it is ``asyncio.run``; inside a Jupyter kernel
+    (or any running loop, which cannot be re-entered) it runs on a fresh loop in a worker
+    thread and this call waits for it.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="common-bench-loop") as worker:
+        return worker.submit(asyncio.run, coroutine).result()
+
+
+async def _async_levels(
+    endpoint_name: str,
+    payload: Mapping[str, Any],
+    counts: Sequence[tuple[int, int]],
+    *,
+    container: str,
+    region: str | None,
+    inference_component: str | None,
+    read_timeout: float,
+    progress: Any,
+) -> list[LevelReport]:
+    from common.aio import ainvoke_stream, async_runtime_client
+
+    most = max(level for level, _ in counts)
+    async with async_runtime_client(region, read_timeout=read_timeout,
+                                    max_pool_connections=max(10, most)) as client:
+
+        def invoke() -> Awaitable[Any]:
+            return ainvoke_stream(client, endpoint_name, payload, container=container,
+                                  inference_component=inference_component)
+
+        reports = []
+        for level, count in counts:
+            with _progress(progress, level, count) as update:
+                reports.append(await arun_level(invoke, level, count, progress=update))
+        return reports
+
+
+@contextmanager
+def _progress(progress: Any, level: int, count: int) -> Any:
+    """Yield the per-request callback: ``progress`` itself when callable, else a tqdm bar's
+    ``update`` (``None``/``True``) or nothing (``False``)."""
+    if callable(progress):
+        yield progress
+        return
+    if progress is False:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=count, desc=f"concurrency {level}", unit="req", file=sys.stderr)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def _checked_levels(levels: Sequence[int]) -> list[int]:
+    checked = [int(level) for level in levels]
+    if not checked or any(level < 1 for level in checked):
+        raise ValueError(f"levels must be positive concurrency levels like [1, 2, 4]; got "
+                         f"{list(levels)!r}")
+    return checked
+
+
+def run_sweep(
+    endpoint_name: str,
+    payload: Mapping[str, Any],
+    levels: Sequence[int],
+    *,
+    requests_per_level: int | None = None,
+    inference_component: str | None = None,
+    container: str = "auto",
+    region: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[LevelReport]:
+    """Measure one endpoint (or inference component) at each concurrency level in turn.
+
+    Each level sends ``requests_per_level`` streaming requests, ``level`` at a time, all on
+    one asyncio event loop with one aiobotocore client (:func:`common.ainvoke_stream`). A
+    plain call: from a script it runs its own loop, inside a Jupyter kernel a fresh loop in a
+    worker thread.
+
+    Args:
+        endpoint_name: the endpoint.
+        payload: the streaming request body (``"stream": true``); checked before anything
+            is sent.
+        levels: the concurrency levels, e.g. ``[1, 2, 4, 8, 16, 32]``.
+        requests_per_level: requests per level (default ``2 * level``, so every stream slot
+            is used twice).
+        inference_component: the component to call (``InferenceComponentName``).
+        container: the stream format (``"tgi"``, ``"lmi"`` or ``"auto"``).
+        region: the AWS region (default: the session's).
+        progress: a callable, called with 1 after each finished request; ``None`` shows a
+            tqdm bar per level on stderr; ``False`` shows nothing.
+
+    Returns:
+        One :class:`LevelReport` per level, in order; failed requests are counted in
+        ``errors`` (with up to five distinct messages), never raised.
+
+    Raises:
+        ValueError: for an empty list of levels, a level below 1, or
+            ``requests_per_level`` below 1.
+        PayloadError: the payload fails :func:`common.validate_payload`.
+        ImportError: aiobotocore is not installed.
+    """
+    from common.endpoints import validate_payload
+
+    checked = _checked_levels(levels)
+    if requests_per_level is not None and requests_per_level < 1:
+        raise ValueError(f"requests_per_level must be at least 1, not {requests_per_level}")
+    validate_payload(payload, container=container, streaming=True)
+    counts = [(level, requests_per_level or 2 * level) for level in checked]
+    return run_coroutine(_async_levels(
+        endpoint_name, payload, counts, container=container, region=region,
+        inference_component=inference_component, read_timeout=60.0, progress=progress))
 
 
 def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float) -> LevelReport:
@@ -247,37 +433,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="requests per level (default: 2 x the level)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--inference-component", default=None, metavar="NAME",
+                        help="the inference component to call (InferenceComponentName)")
     parser.add_argument("--region", default=None)
     parser.add_argument("--read-timeout", type=float, default=60.0)
     parser.add_argument("--csv", type=Path, default=None, help="write the table as CSV here")
     parser.add_argument("--png", type=Path, default=None, help="draw the chart into this PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--engine", choices=ENGINES, default="asyncio",
+                        help="asyncio: every stream on one event loop (aiobotocore; the "
+                        "default); threads: one thread per stream (boto3), for comparison")
     return parser
 
 
 def run(args: argparse.Namespace, out=sys.stdout) -> list[LevelReport]:
     """Run every level of the load test described by ``args``; returns the reports."""
-    from common.endpoints import invoke_stream, runtime_client
-
-    client = runtime_client(args.region, read_timeout=args.read_timeout)
     payload = build_request_payload(args.prompt, args.container, args.max_new_tokens)
-
-    def invoke():
-        return invoke_stream(client, args.endpoint, payload, container=args.container)
-
-    reports = []
-    for level in args.concurrency:
-        count = args.requests or 2 * level
-        bar = None
-        if not args.no_progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=count, desc=f"concurrency {level}", unit="req", file=sys.stderr)
-        try:
-            reports.append(run_level(invoke, level, count, progress=bar.update if bar else None))
-        finally:
-            if bar is not None:
-                bar.close()
+    counts = [(level, args.requests or 2 * level) for level in args.concurrency]
+    progress = False if args.no_progress else None
+    if getattr(args, "engine", "asyncio") == "threads":
+        reports = _threaded_levels(args, payload, counts, progress)
+    else:
+        reports = run_coroutine(_async_levels(
+            args.endpoint, payload, counts, container=args.container, region=args.region,
+            inference_component=getattr(args, "inference_component", None),
+            read_timeout=args.read_timeout, progress=progress))
     out.write(format_table(reports) + "\n")
     for report in reports:
         for message in report.error_messages:
@@ -286,6 +466,31 @@ def run(args: argparse.Namespace, out=sys.stdout) -> list[LevelReport]:
         write_csv(reports, args.csv)
     if args.png:
         plot(reports, args.png, f"{args.endpoint}: streaming under load")
+    return reports
+
+
+def _threaded_levels(args: argparse.Namespace, payload: Mapping[str, Any],
+                     counts: Sequence[tuple[int, int]], progress: Any) -> list[LevelReport]:
+    """The levels with a thread per stream (boto3, :func:`run_level`)."""
+    from common.endpoints import invoke_stream, runtime_client
+
+    # runtime_client's settings, with a connection per open stream (as the asyncio engine
+    # has), so that the two engines differ only in threads vs. one event loop
+    most = max(level for level, _ in counts)
+    client = runtime_client(args.region, read_timeout=args.read_timeout,
+                            max_pool_connections=max(10, most))
+    component = getattr(args, "inference_component", None)
+
+    def invoke():
+        if component is None:
+            return invoke_stream(client, args.endpoint, payload, container=args.container)
+        return invoke_stream(client, args.endpoint, payload, container=args.container,
+                             inference_component=component)
+
+    reports = []
+    for level, count in counts:
+        with _progress(progress, level, count) as update:
+            reports.append(run_level(invoke, level, count, progress=update))
     return reports
 
 

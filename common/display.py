@@ -24,7 +24,20 @@ CSS class names of the widget (stable; browser tests find the view by them):
 ``llama2-stream-text``     the answer (an ``HTML`` widget; its text is the answer)
 ``llama2-stream-metrics``  the footer with the figures
 ``llama2-stream-error``    the error line (only after a failure)
+``llama2-stream-stop``     the **Stop** button
 ========================== ==========================================================
+
+Stopping
+--------
+Closing a stream stops it. The **Stop** button, or ``stop.set()`` on the
+:class:`threading.Event` passed as ``stop=``, closes the response body (botocore's
+``EventStream``, hence its HTTP connection); the text received so far is kept and the result
+says :attr:`StreamResult.stopped` -- a stop is never raised as an error. The tokens are read
+in a worker thread while the cell's own thread draws them. A running cell receives no
+widget message until it ends, so the Stop button's clicks are routed to a kernel subshell
+of their own (ipykernel 7), or polled with ``jupyter_ui_poll`` (ipykernel 6). A read that is
+blocked waiting for bytes (a slow first token, a stalled stream) is woken by shutting the
+connection down.
 """
 
 from __future__ import annotations
@@ -32,6 +45,8 @@ from __future__ import annotations
 import html
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +59,7 @@ __all__ = [
     "ERROR_CLASS",
     "METRICS_CLASS",
     "ROOT_CLASS",
+    "STOP_CLASS",
     "TEXT_CLASS",
     "TITLE_CLASS",
     "StreamResult",
@@ -58,6 +74,7 @@ TITLE_CLASS = "llama2-stream-title"
 TEXT_CLASS = "llama2-stream-text"
 METRICS_CLASS = "llama2-stream-metrics"
 ERROR_CLASS = "llama2-stream-error"
+STOP_CLASS = "llama2-stream-stop"
 
 _MODES = ("auto", "widget", "print")
 _TEXT_STYLE = (
@@ -76,12 +93,15 @@ class StreamResult:
         metrics: the final :class:`~common.metrics.StreamMetrics`.
         tokens: the number of non-special tokens.
         error: the exception that ended the stream when ``raise_errors=False``, else ``None``.
+        stopped: ``True`` when the reader stopped the stream (Stop button or ``stop=``)
+            before it ended: ``text`` is then the partial answer, kept on purpose.
     """
 
     text: str
     metrics: StreamMetrics
     tokens: int
     error: BaseException | None = None
+    stopped: bool = False
 
 
 # --------------------------------------------------------------------------- mode choice
@@ -147,6 +167,15 @@ def _error_line(error: BaseException) -> str:
     return f"Stream failed: {type(error).__name__}: {error}"
 
 
+def final_line(metrics: StreamMetrics, *, stopped: bool = False) -> str:
+    """The figures of a finished stream; a stopped one ends with ``| stopped`` (not
+    ``| incomplete``), since it ended because the reader asked."""
+    summary = metrics.summary()
+    if stopped:
+        summary = summary.removesuffix(" | incomplete") + " | stopped"
+    return summary
+
+
 class _PrintView:
     """Plain text: each piece printed as it arrives, then the summary."""
 
@@ -157,11 +186,14 @@ class _PrintView:
     def add(self, piece: str, stream: MeasuredStream, *, now: float) -> None:
         print(piece, end="", flush=True)
 
-    def finish(self, stream: MeasuredStream, error: BaseException | None) -> None:
+    def finish(self, stream: MeasuredStream, error: BaseException | None,
+               stopped: bool = False) -> None:
         print(flush=True)
+        if stopped:
+            print("[stopped: the partial answer above is kept]", flush=True)
         if error is not None:
             print(_error_line(error), flush=True)
-        print(stream.metrics.summary(), flush=True)
+        print(final_line(stream.metrics, stopped=stopped), flush=True)
 
 
 def _show_widget(widget: Any) -> None:
@@ -174,7 +206,8 @@ def _show_widget(widget: Any) -> None:
 class _WidgetView:
     """An ipywidgets box whose text grows in place, redrawn at most every ``interval`` s."""
 
-    def __init__(self, title: str | None, *, interval: float) -> None:
+    def __init__(self, title: str | None, *, interval: float,
+                 stop: threading.Event | None = None) -> None:
         try:
             import ipywidgets as widgets
         except ImportError as exc:
@@ -197,6 +230,13 @@ class _WidgetView:
             heading.add_class(TITLE_CLASS)
             children.append(heading)
         children += [self.text, self.footer]
+        self.stop_button: Any = None
+        if stop is not None:
+            self.stop_button = widgets.Button(description="Stop", icon="stop",
+                                              tooltip="Stop generating (keeps the text so far)")
+            self.stop_button.add_class(STOP_CLASS)
+            self.stop_button.on_click(lambda _button: stop.set())
+            children.append(self.stop_button)
         self.box = widgets.VBox(children)
         self.box.add_class(ROOT_CLASS)
         _show_widget(self.box)
@@ -217,8 +257,13 @@ class _WidgetView:
         self.text.value = self._text_html("".join(self._pieces))
         self.footer.value = html.escape(footer)
 
-    def finish(self, stream: MeasuredStream, error: BaseException | None) -> None:
-        self._redraw(stream.metrics.summary())
+    def finish(self, stream: MeasuredStream, error: BaseException | None,
+               stopped: bool = False) -> None:
+        self._redraw(final_line(stream.metrics, stopped=stopped))
+        if self.stop_button is not None:
+            self.stop_button.disabled = True
+            if stopped:
+                self.stop_button.description = "Stopped"
         if error is not None:
             line = self._widgets.HTML(
                 value=f'<span style="color: var(--jp-error-color1, #d32f2f);">'
@@ -236,6 +281,165 @@ def _piece(token: Any) -> str:
     return getattr(token, "text", "") or ""
 
 
+# --------------------------------------------------------------------------- stopping
+
+
+@dataclass
+class ReadOutcome:
+    """How :func:`read_until_stopped` ended: ``error`` (a failure of the stream, not caused
+    by the stop) and ``stopped`` (the stop came before the stream's end)."""
+
+    error: BaseException | None = None
+    stopped: bool = False
+
+
+def close_stream(tokens: Any) -> None:
+    """Close a token stream and its response body (from the thread that reads it).
+
+    ``common.iter_tokens`` streams close botocore's ``EventStream`` (hence the HTTP
+    connection, which tells the endpoint to stop); other iterables are closed when they
+    have a ``close()``.
+    """
+    close = getattr(tokens, "close", None)
+    if callable(close):
+        close()
+
+
+def interrupt_stream(tokens: Any) -> bool:
+    """Wake a read that is blocked on ``tokens``' connection, from any thread.
+
+    botocore's ``EventStream`` reads through a urllib3 response; shutting its socket down for
+    reading makes the blocked ``recv`` return at once (the reading thread then closes the
+    stream). Returns whether a connection was shut down; other iterables are left alone.
+    """
+    source = getattr(tokens, "_source", tokens)  # a TokenStream's event stream
+    raw = getattr(source, "_raw_stream", None)  # botocore EventStream -> urllib3 response
+    shutdown = getattr(raw, "shutdown", None)
+    if not callable(shutdown):
+        return False
+    try:
+        shutdown()
+    except (OSError, ValueError, RuntimeError):  # already closed or released
+        return False
+    return True
+
+
+def read_until_stopped(
+    stream: Iterable[Any],
+    tokens: Any,
+    on_piece: Callable[[str, float], None],
+    stop: threading.Event,
+    clock: Callable[[], float] = time.perf_counter,
+) -> ReadOutcome:
+    """Read ``stream`` in this thread, calling ``on_piece(text, arrival_time)`` for each
+    piece of text, until it ends, fails, or ``stop`` is set.
+
+    On a stop the stream ``tokens`` is closed (:func:`close_stream`) and the outcome says
+    ``stopped``; an error raised because the connection was shut down for the stop is part
+    of the stop, not a failure.
+
+    Returns:
+        A :class:`ReadOutcome`; a failure of the stream is returned in it, never raised.
+    """
+    outcome = ReadOutcome()
+    try:
+        for token in stream:
+            piece = _piece(token)
+            if piece:
+                on_piece(piece, clock())
+            if stop.is_set():
+                outcome.stopped = True
+                break
+    except Exception as exc:
+        if stop.is_set():
+            outcome.stopped = True
+        else:
+            outcome.error = exc
+    if outcome.stopped:
+        close_stream(tokens)
+    return outcome
+
+
+_DONE = object()
+
+
+def _on_shell_channel_thread(kernel: Any, call: Callable[[], Any]) -> Any:
+    """Run ``call()`` on ipykernel 7's shell-channel thread; return its result."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except Exception as exc:  # handed back to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    kernel.shell_channel_thread.io_loop.add_callback(run)
+    if not done.wait(5):
+        raise TimeoutError("ipykernel's shell-channel thread did not answer")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _clicks_while_running(button: Any) -> Callable[[], None] | None:
+    """Let ``button``'s clicks reach the kernel while the cell runs; return a function that
+    undoes it (call it after the last change to the button), or ``None`` when impossible.
+
+    ipykernel 7 (kernel subshells, JEP 91): a subshell is a thread of its own that handles
+    shell messages while the main one runs a cell, and ipykernel routes a comm's incoming
+    messages to the subshell its ``_reply_subshell_id`` names. The button's comm is routed to
+    a subshell made for this stream, so its click runs there and sets the stop event.
+    ipykernel 6 (no subshells): ``jupyter_ui_poll`` lets the kernel handle pending widget
+    events from the cell's thread (see :func:`_ui_poller`).
+    """
+    if not _in_kernel():
+        return None
+    from IPython import get_ipython
+
+    kernel = get_ipython().kernel  # type: ignore[union-attr]
+    manager = getattr(getattr(kernel, "shell_channel_thread", None), "manager", None)
+    comm = getattr(button, "comm", None)
+    if (not getattr(kernel, "_supports_kernel_subshells", False) or manager is None
+            or comm is None or not hasattr(comm, "_reply_subshell_for")):
+        return None
+    try:
+        subshell_id = _on_shell_channel_thread(kernel, manager._create_subshell)
+    except Exception:  # an ipykernel whose internals differ: fall back to polling
+        return None
+    comm._reply_subshell_id = subshell_id
+
+    def undo() -> None:
+        comm._reply_subshell_id = None
+        _on_shell_channel_thread(kernel, lambda: manager._delete_subshell(subshell_id))
+
+    return undo
+
+
+def _ui_poller() -> Callable[[], None] | None:
+    """A function that lets the kernel handle pending widget events (ipykernel 6, with
+    ``jupyter_ui_poll``), or ``None`` outside a kernel or without it."""
+    if not _in_kernel():
+        return None
+    try:
+        from jupyter_ui_poll import ui_events
+    except ImportError:
+        return None
+    poller = ui_events()
+    poll = poller.__enter__()
+    state = {"open": True}
+
+    def handle_events() -> None:
+        if state["open"]:
+            poll(10)
+
+    handle_events.close = lambda: (state.update(open=False),  # type: ignore[attr-defined]
+                                   poller.__exit__(None, None, None))
+    return handle_events
+
+
 def show_stream(
     tokens: Iterable[Any],
     *,
@@ -245,8 +449,12 @@ def show_stream(
     raise_errors: bool = True,
     redraw_interval_s: float = 0.05,
     clock: Callable[[], float] = time.perf_counter,
+    stop: threading.Event | None = None,
 ) -> StreamResult:
     """Show a token stream live as it is consumed, and return its text and metrics.
+
+    The widget has a **Stop** button; ``stop=`` stops from code (``stop.set()`` from another
+    thread or a callback). Either closes the response body and keeps the partial text.
 
     Args:
         tokens: an iterable of tokens with ``.text`` and ``.special`` (e.g.
@@ -260,9 +468,12 @@ def show_stream(
         redraw_interval_s: the least time between two widget redraws (0.05 s = 20 per
             second); the final redraw always happens.
         clock: the clock for the metrics and the throttle (tests pass a fake one).
+        stop: a :class:`threading.Event`; setting it stops the stream (its connection is
+            closed) and the result has ``stopped=True`` with the text so far. Default: a new
+            one, set by the Stop button.
 
     Returns:
-        A :class:`StreamResult`.
+        A :class:`StreamResult` (``stopped=True`` after a stop; a stop never raises).
 
     Raises:
         common.errors.StreamError: (or whatever else the token iterator raised) -- the same
@@ -271,26 +482,79 @@ def show_stream(
         ImportError: for ``mode="widget"`` without ipywidgets.
     """
     chosen = resolve_mode(mode)
+    stop_event = stop if stop is not None else threading.Event()
     stream = measure(tokens, start=start, clock=clock)
     view: _PrintView | _WidgetView
     if chosen == "widget":
-        view = _WidgetView(title, interval=redraw_interval_s)
+        view = _WidgetView(title, interval=redraw_interval_s, stop=stop_event)
     else:
         view = _PrintView(title)
-    error: BaseException | None = None
+    arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    outcome = ReadOutcome()
+
+    def read() -> None:
+        try:
+            result = read_until_stopped(stream, tokens,
+                                        lambda piece, now: arrived.put((piece, now)),
+                                        stop_event, clock)
+            outcome.error, outcome.stopped = result.error, result.stopped
+        finally:
+            arrived.put(_DONE)
+
+    reader = threading.Thread(target=read, name="show_stream reader", daemon=True)
+    finished = threading.Event()
+
+    def watch() -> None:
+        # A stop wakes a read that is blocked on the connection at once (not at the next
+        # token): shut the socket down for reading; the reader then closes the stream.
+        while not finished.is_set():
+            if stop_event.wait(0.05):
+                if not finished.is_set():
+                    interrupt_stream(tokens)
+                return
+
+    watcher = threading.Thread(target=watch, name="show_stream stop", daemon=True)
+    undo_routing = handle_ui_events = None
+    if isinstance(view, _WidgetView) and view.stop_button is not None:
+        undo_routing = _clicks_while_running(view.stop_button)
+        if undo_routing is None:
+            handle_ui_events = _ui_poller()
     try:
-        for token in stream:
-            piece = _piece(token)
-            if piece:
-                view.add(piece, stream, now=clock())
-    except Exception as exc:
-        error = exc
+        reader.start()
+        watcher.start()
+        done = False
+        while not done:
+            try:
+                item = arrived.get(timeout=0.02)
+            except queue.Empty:
+                item = None
+            while item is not None:
+                if item is _DONE:
+                    done = True
+                    break
+                view.add(item[0], stream, now=item[1])
+                try:
+                    item = arrived.get_nowait()
+                except queue.Empty:
+                    item = None
+            if handle_ui_events is not None:
+                handle_ui_events()
     finally:
-        view.finish(stream, error)
+        finished.set()
+        if handle_ui_events is not None:
+            handle_ui_events.close()  # type: ignore[attr-defined]
+    reader.join()
+    watcher.join()
+    error = outcome.error
+    try:
+        view.finish(stream, error, outcome.stopped)
+    finally:
+        if undo_routing is not None:
+            undo_routing()
     if error is not None and raise_errors:
         raise error
     metrics = stream.metrics
-    return StreamResult(stream.text, metrics, metrics.token_count, error)
+    return StreamResult(stream.text, metrics, metrics.token_count, error, outcome.stopped)
 
 
 # --------------------------------------------------------------------------- chart

@@ -24,7 +24,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from common.errors import (
@@ -32,6 +32,7 @@ from common.errors import (
     EndpointFailedError,
     EndpointWaitTimeout,
     InvocationError,
+    NoCapacityError,
     PayloadError,
     ThrottledError,
     invocation_error_from_client_error,
@@ -133,6 +134,7 @@ def runtime_client(
     session: Any = None,
     read_timeout: float = DEFAULT_READ_TIMEOUT_S,
     connect_timeout: float = 10.0,
+    max_pool_connections: int = 10,
 ) -> Any:
     """Return a boto3 ``sagemaker-runtime`` client fit for streaming.
 
@@ -144,6 +146,8 @@ def runtime_client(
             :data:`DEFAULT_READ_TIMEOUT_S`, 60): a stalled stream raises
             :class:`~common.errors.StreamTimeoutError` within this time instead of hanging.
         connect_timeout: seconds to open the connection.
+        max_pool_connections: connections kept open (botocore's default is 10); raise it
+            to the number of streams a load test keeps open at once.
 
     Returns:
         The client, with botocore's retries switched off (``total_max_attempts=1``):
@@ -155,7 +159,8 @@ def runtime_client(
 
     boto_session = _boto_session(session) if session is not None else boto3.Session()
     config = Config(read_timeout=read_timeout, connect_timeout=connect_timeout,
-                    retries={"total_max_attempts": 1, "mode": "standard"})
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                    max_pool_connections=max_pool_connections)
     return boto_session.client("sagemaker-runtime", region_name=region_name, config=config)
 
 
@@ -461,35 +466,122 @@ def _call_with_retries(
     for attempt in range(1, max_attempts + 1):
         try:
             return call()
-        except ClientError as exc:
-            if _is_retryable(exc) and attempt < max_attempts:
-                sleep(backoff_s * 2 ** (attempt - 1) * (1 + jitter()))
-                continue
-            error = invocation_error_from_client_error(exc, endpoint_name)
-            if isinstance(error, ThrottledError):
-                error = ThrottledError(f"{error} (gave up after {attempt} attempt"
-                                       f"{'s' if attempt != 1 else ''})",
-                                       error_code=error.error_code)
-            raise error from exc
-        except BotoCoreError as exc:
-            raise InvocationError(
-                f"{type(exc).__name__}: {exc}. Check the region and network (or "
-                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME), and raise runtime_client(read_timeout=...) "
-                "if the endpoint takes long to start answering.",
-                error_code=type(exc).__name__,
-            ) from exc
+        except (ClientError, BotoCoreError) as exc:
+            pause = _retry_pause(exc, attempt, endpoint_name, max_attempts=max_attempts,
+                                 backoff_s=backoff_s, jitter=jitter)
+            sleep(pause)
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+def _retry_pause(exc: Exception, attempt: int, endpoint_name: str, *, max_attempts: int,
+                 backoff_s: float, jitter: Callable[[], float]) -> float:
+    """Return how long to wait before retrying ``exc`` (raised by attempt ``attempt``), or
+    raise the mapped error when it is not retried (shared by the sync and async helpers)."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        if _is_retryable(exc) and attempt < max_attempts:
+            return backoff_s * 2 ** (attempt - 1) * (1 + jitter())
+        error = invocation_error_from_client_error(exc, endpoint_name)
+        if isinstance(error, ThrottledError):
+            error = ThrottledError(f"{error} (gave up after {attempt} attempt"
+                                   f"{'s' if attempt != 1 else ''})",
+                                   error_code=error.error_code)
+        raise error from exc
+    raise InvocationError(
+        f"{type(exc).__name__}: {exc}. Check the region and network (or "
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME), and raise runtime_client(read_timeout=...) "
+        "if the endpoint takes long to start answering.",
+        error_code=type(exc).__name__,
+    ) from exc
+
+
 def _request(endpoint_name: str, body: bytes, custom_attributes: str | None,
-             accept: str | None) -> dict[str, Any]:
+             accept: str | None, inference_component: str | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"EndpointName": endpoint_name, "Body": body,
                               "ContentType": "application/json"}
     if accept:
         kwargs["Accept"] = accept
     if custom_attributes:
         kwargs["CustomAttributes"] = custom_attributes
+    if inference_component is not None:
+        if not isinstance(inference_component, str) or not inference_component.strip():
+            raise PayloadError("inference_component must be the component's name, a "
+                               f"non-empty string; got {inference_component!r}.")
+        kwargs["InferenceComponentName"] = inference_component
     return kwargs
+
+
+CAPACITY_POLL_S = (1.0, 5.0)
+"""First and longest pause between two tries while :func:`invoke_stream` waits for capacity
+(each pause is 1.5 times the last); every try that meets "no capacity" also counts in
+SageMaker's ``NoCapacityInvocationFailures`` metric, which is what the scale-out alarm reads."""
+
+
+def _growing_pauses(first: float, longest: float) -> Iterator[float]:
+    """Yield pauses between polls: ``first`` seconds, then 1.5 times longer, at most ``longest``.
+
+    A quick state change is seen quickly, and a long wait costs few calls.
+    """
+    pause = min(first, longest)
+    while True:
+        yield pause
+        pause = min(pause * 1.5, longest)
+
+
+def _call_with_capacity_wait(
+    call: Callable[[], Any],
+    inference_component: str | None,
+    wait_for_capacity: float | None,
+    *,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    out: TextIO | None,
+) -> Any:
+    """Run ``call``; on "no capacity", wait up to ``wait_for_capacity`` seconds for a copy.
+
+    Without ``wait_for_capacity`` (``None``) the :class:`NoCapacityError` is raised at once,
+    naming the component and the fix.
+    """
+    if wait_for_capacity is not None and (
+            isinstance(wait_for_capacity, bool) or not isinstance(wait_for_capacity, (int, float))
+            or wait_for_capacity < 0):
+        raise ValueError(f"wait_for_capacity must be seconds >= 0 or None, not "
+                         f"{wait_for_capacity!r}")
+    stream = out if out is not None else sys.stdout
+    started = clock()
+    pauses = _growing_pauses(*CAPACITY_POLL_S)
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            response = call()
+        except NoCapacityError as exc:
+            error = NoCapacityError(exc.sagemaker_message, inference_component=inference_component)
+            if wait_for_capacity is None:
+                raise error from exc
+            elapsed = clock() - started
+            if elapsed >= wait_for_capacity:
+                stream.write("\n")
+                raise NoCapacityError(
+                    f"Still no capacity after waiting {_elapsed(elapsed)} ({tries} tries); "
+                    f"SageMaker said: {exc.sagemaker_message}",
+                    inference_component=inference_component) from exc
+            if tries == 1:
+                stream.write(
+                    f"No capacity: {inference_component or 'the component'} has no copy "
+                    f"running (it scaled in to zero). Waiting up to {wait_for_capacity:.0f} s "
+                    "while Application Auto Scaling starts one.\n")
+            stream.write(f"\rwaiting for a copy: {_elapsed(elapsed)} elapsed, {tries} "
+                         f"tr{'ies' if tries != 1 else 'y'} so far ")
+            stream.flush()
+            sleep(max(0.0, min(next(pauses), wait_for_capacity - elapsed)))
+            continue
+        if tries > 1:
+            stream.write(f"\ra copy is serving after {_elapsed(clock() - started)} "
+                         f"({tries} tries); streaming the answer.\n")
+            stream.flush()
+        return response
 
 
 def invoke_stream(
@@ -501,10 +593,14 @@ def invoke_stream(
     preset: Preset | None = None,
     custom_attributes: str | None = None,
     accept: str | None = None,
+    inference_component: str | None = None,
+    wait_for_capacity: float | None = None,
     max_attempts: int = 4,
     backoff_s: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
     jitter: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
+    out: TextIO | None = None,
 ) -> TokenStream:
     """Send ``payload`` with ``InvokeEndpointWithResponseStream``; return its token stream.
 
@@ -525,8 +621,17 @@ def invoke_stream(
         custom_attributes: the ``CustomAttributes`` header.
         accept: the ``Accept`` header; left out by default, since both containers choose the
             stream format from ``"stream"`` in the body.
+        inference_component: the inference component to call (``InferenceComponentName``),
+            required on an endpoint that hosts inference components.
+        wait_for_capacity: seconds to wait when the component has no copy (it scaled in to
+            zero): the call says so, shows a progress line and tries again (pausing 1 s,
+            then 1.5 times longer each time, at most 5 s) until a copy serves or the time
+            is up. ``None`` (the default) raises :class:`~common.errors.NoCapacityError` at
+            once.
         max_attempts / backoff_s / sleep / jitter: the retry policy (``sleep`` and ``jitter``
             are injectable for tests).
+        clock / out: the clock of the capacity wait and where its progress goes (default
+            ``sys.stdout``).
 
     Returns:
         ``common.streaming.iter_tokens(response["Body"], container)``: a
@@ -536,18 +641,24 @@ def invoke_stream(
         PayloadError: the payload fails :func:`validate_payload`.
         ModelInvocationError: the container answered with an error (``ModelError``, 424); the
             message names its status and the CloudWatch log stream.
+        NoCapacityError: the inference component has no copy, and ``wait_for_capacity`` is
+            ``None`` or ran out; the message says how to get a copy.
         EndpointNotFoundError, ThrottledError, InvocationError: other failures before the
-            stream starts.
+            stream starts (an endpoint with inference components called without
+            ``inference_component`` is an ``InvocationError`` that says to pass it).
+        ValueError: ``wait_for_capacity`` is negative or not a number.
     """
     from common.streaming import iter_tokens
 
     kind = _resolve_container(container, preset)
     body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
                             streaming=True)
-    kwargs = _request(endpoint_name, body, custom_attributes, accept)
-    response = _call_with_retries(
-        lambda: client.invoke_endpoint_with_response_stream(**kwargs), endpoint_name,
-        max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter)
+    kwargs = _request(endpoint_name, body, custom_attributes, accept, inference_component)
+    response = _call_with_capacity_wait(
+        lambda: _call_with_retries(
+            lambda: client.invoke_endpoint_with_response_stream(**kwargs), endpoint_name,
+            max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter),
+        inference_component, wait_for_capacity, sleep=sleep, clock=clock, out=out)
     return iter_tokens(response["Body"], kind)
 
 
@@ -560,6 +671,7 @@ def invoke(
     preset: Preset | None = None,
     custom_attributes: str | None = None,
     accept: str | None = "application/json",
+    inference_component: str | None = None,
     max_attempts: int = 4,
     backoff_s: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
@@ -570,20 +682,27 @@ def invoke(
     Checks, retries and error mapping as :func:`invoke_stream`; the body must not say
     ``"stream": true``. TGI answers ``[{"generated_text": ...}]``, LMI
     ``{"generated_text": ...}``, the Messages API a ``chat.completion`` object.
+    ``inference_component`` names the inference component to call (``InferenceComponentName``).
 
     Raises:
-        PayloadError, ModelInvocationError, EndpointNotFoundError, ThrottledError: as
-            :func:`invoke_stream`.
+        PayloadError, ModelInvocationError, EndpointNotFoundError, ThrottledError,
+            NoCapacityError: as :func:`invoke_stream` (without waiting for capacity).
         InvocationError: also when the answer is not JSON.
     """
     kind = _resolve_container(container, preset)
     body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
                             streaming=False)
-    kwargs = _request(endpoint_name, body, custom_attributes, accept)
-    response = _call_with_retries(
-        lambda: client.invoke_endpoint(**kwargs), endpoint_name,
-        max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter)
-    raw = response["Body"].read()
+    kwargs = _request(endpoint_name, body, custom_attributes, accept, inference_component)
+    response = _call_with_capacity_wait(
+        lambda: _call_with_retries(
+            lambda: client.invoke_endpoint(**kwargs), endpoint_name,
+            max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter),
+        inference_component, None, sleep=sleep, clock=time.monotonic, out=None)
+    return _json_answer(response["Body"].read(), response, endpoint_name)
+
+
+def _json_answer(raw: bytes, response: Mapping[str, Any], endpoint_name: str) -> Any:
+    """Parse a non-streaming answer; raise :class:`InvocationError` when it is not JSON."""
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -645,7 +764,8 @@ def wait_for_endpoint(
         endpoint_name: the endpoint.
         sagemaker_client: a boto3 ``sagemaker`` client (default: a new one).
         timeout_s: give up after this many seconds (default one hour).
-        poll_s: seconds between polls.
+        poll_s: the longest pause between polls; the first is 1 s and each next one 1.5
+            times longer, so an endpoint that is quick to come up is seen quickly.
         progress: show the progress line.
         clock / sleep: injectable for tests.
         out: where the progress goes (default ``sys.stdout``).
@@ -664,6 +784,7 @@ def wait_for_endpoint(
     client = _client(sagemaker_client, "sagemaker")
     stream = out if out is not None else sys.stdout
     started = clock()
+    pauses = _growing_pauses(1.0, poll_s)
     shown = 0
 
     def show(text: str, end: str = "") -> None:
@@ -700,7 +821,7 @@ def wait_for_endpoint(
             show(f"{endpoint_name}: still {status} after {_elapsed(elapsed)}", "\n")
             raise EndpointWaitTimeout(endpoint_name, status, elapsed)
         show(f"{endpoint_name}: {status} (elapsed {_elapsed(elapsed)})")
-        sleep(max(0.0, min(poll_s, timeout_s - elapsed)))
+        sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 
 # --------------------------------------------------------------------------- clean-up

@@ -24,10 +24,13 @@ __all__ = [
     "EndpointNotFoundError",
     "EndpointWaitTimeout",
     "IncompleteStreamError",
+    "InferenceComponentFailedError",
     "InternalStreamFailure",
     "InvocationError",
+    "ModelFactsError",
     "ModelInvocationError",
     "ModelStreamError",
+    "NoCapacityError",
     "PayloadError",
     "PresetError",
     "RecipeError",
@@ -151,6 +154,12 @@ _SAGEMAKER_STREAM_ERRORS: dict[str, type[StreamError]] = {
 def stream_error_from_botocore(exc: Exception, partial_text: str = "") -> StreamError:
     """Map botocore's ``EventStreamError`` (or a read timeout) to a :class:`StreamError`.
 
+    aiobotocore raises botocore's ``EventStreamError`` too; its transport's failures --
+    aiohttp's ``ClientPayloadError``, ``ServerDisconnectedError``,
+    other ``ClientConnectionError`` types, and timeouts (``asyncio.TimeoutError``, aiohttp's
+    ``SocketTimeoutError``) -- map like urllib3's: a timeout to
+    :class:`StreamTimeoutError`, a broken connection to :class:`IncompleteStreamError`.
+
     Args:
         exc: the exception raised while iterating a ``response["Body"]`` event stream.
         partial_text: the text decoded before the failure.
@@ -167,18 +176,29 @@ def stream_error_from_botocore(exc: Exception, partial_text: str = "") -> Stream
     if cls is not None:
         return cls(f"{code}: {message}", partial_text=partial_text, error_code=sub_code or code)
     name = type(exc).__name__
-    if "Timeout" in name:
+    # Matched by the names in the class's MRO, so that neither botocore, urllib3 nor aiohttp
+    # (aiobotocore's transport) is imported here; asyncio.TimeoutError is TimeoutError.
+    lineage = {cls.__name__ for cls in type(exc).__mro__}
+    if any("Timeout" in each for each in lineage):
         return StreamTimeoutError(
-            f"read timed out: {exc}", partial_text=partial_text, error_code="ReadTimeout"
+            f"read timed out: {exc or name}", partial_text=partial_text,
+            error_code="ReadTimeout",
         )
-    broken = {"ProtocolError", "IncompleteRead", "ResponseStreamingError", "ChunkedEncodingError"}
-    if name in broken:
+    if lineage & _BROKEN_CONNECTION:
         return IncompleteStreamError(
-            f"connection broken mid-stream: {exc}", partial_text=partial_text,
+            f"connection broken mid-stream: {name}: {exc}", partial_text=partial_text,
             error_code="ConnectionBroken",
         )
     return StreamError(f"{code or name}: {message}", partial_text=partial_text,
                        error_code=code or None)
+
+
+_BROKEN_CONNECTION = frozenset({
+    # botocore / urllib3 / http.client (boto3's transport)
+    "ProtocolError", "IncompleteRead", "ResponseStreamingError", "ChunkedEncodingError",
+    # aiohttp (aiobotocore's transport): a body cut short, a server that hung up, a reset
+    "ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError",
+})
 
 
 def stream_error_from_container(
@@ -259,6 +279,37 @@ class ThrottledError(InvocationError):
     """The endpoint kept throttling (or was unavailable) after every retry."""
 
 
+NO_CAPACITY_TEXT = "has no capacity to process this request"
+"""The words of SageMaker's ``ValidationError`` for an inference component at zero copies."""
+COMPONENT_HEADER_TEXT = "inference component name header is required"
+"""The words of SageMaker's ``ValidationError`` for a missing ``InferenceComponentName``."""
+COMPONENT_HEADER_REFUSED_TEXT = "inference component name header is not allowed"
+"""The words of SageMaker's ``ValidationError`` for ``InferenceComponentName`` on an endpoint
+that hosts no inference components."""
+
+
+class NoCapacityError(InvocationError):
+    """An inference component has no copy to serve the request (it scaled in to zero).
+
+    Attributes:
+        inference_component: the component's name (``None`` when not known).
+    """
+
+    def __init__(self, message: str, *, inference_component: str | None = None) -> None:
+        self.inference_component = inference_component
+        self.sagemaker_message = message
+        name = f" {inference_component!r}" if inference_component else ""
+        super().__init__(
+            f"{message} -- The inference component{name} is at zero copies. Either wait for "
+            "a copy: call invoke_stream(..., wait_for_capacity=SECONDS) (a CloudWatch alarm on "
+            "NoCapacityInvocationFailures with a step-scaling policy adds one; see the scale "
+            "notebook's autoscaling section), or add one yourself with "
+            "sagemaker_client.update_inference_component_runtime_config("
+            "InferenceComponentName=..., DesiredRuntimeConfig={'CopyCount': 1}).",
+            error_code="NoCapacity",
+        )
+
+
 class PayloadError(RecipeError, ValueError):
     """A request body, parameter or header is not acceptable; the message says the fix."""
 
@@ -268,6 +319,26 @@ class PayloadError(RecipeError, ValueError):
 
 class PresetError(RecipeError, ValueError):
     """A deployment preset is inconsistent (GPUs, memory, token budgets)."""
+
+
+class ModelFactsError(RecipeError, ValueError):
+    """A fact about a Hub model could not be read (a file, why, and the flag that gives it).
+
+    Attributes:
+        model_id: the Hugging Face model id.
+        filename: the file that could not be read (``config.json``...), or ``None``.
+        reason: why, in a few words.
+        flag: the ``python -m common.notebooks new`` flag that supplies the fact by hand, or
+            ``None`` when there is none.
+    """
+
+    def __init__(self, message: str, *, model_id: str = "", filename: str | None = None,
+                 reason: str = "", flag: str | None = None) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.filename = filename
+        self.reason = reason
+        self.flag = flag
 
 
 class DeploymentError(RecipeError):
@@ -284,6 +355,20 @@ class EndpointFailedError(DeploymentError):
             f"Endpoint {endpoint_name!r} failed: {self.failure_reason}. Read the container's "
             f"log in CloudWatch (/aws/sagemaker/Endpoints/{endpoint_name}), fix the preset or "
             "instance type, delete the endpoint (see the clean-up cell) and deploy again."
+        )
+
+
+class InferenceComponentFailedError(DeploymentError):
+    """An inference component went to ``Failed``; ``failure_reason`` holds SageMaker's reason."""
+
+    def __init__(self, name: str, failure_reason: str | None) -> None:
+        self.inference_component = name
+        self.failure_reason = failure_reason or "(SageMaker gave no FailureReason)"
+        super().__init__(
+            f"Inference component {name!r} failed: {self.failure_reason}. Read its log in "
+            f"CloudWatch (/aws/sagemaker/InferenceComponents/{name}), check that its compute "
+            "requirements (accelerators, memory) fit one instance of the endpoint's type, "
+            "delete it (see the clean-up cell) and create it again."
         )
 
 
@@ -315,7 +400,8 @@ def invocation_error_from_client_error(exc: Exception, endpoint_name: str = "") 
 
     Returns:
         :class:`ModelInvocationError`, :class:`EndpointNotFoundError`,
-        :class:`ThrottledError`, :class:`PayloadError` or :class:`InvocationError`.
+        :class:`ThrottledError`, :class:`NoCapacityError` (an inference component at zero
+        copies), :class:`PayloadError` or :class:`InvocationError`.
     """
     response = getattr(exc, "response", None) or {}
     error = response.get("Error", {})
@@ -327,6 +413,20 @@ def invocation_error_from_client_error(exc: Exception, endpoint_name: str = "") 
             message,
             original_status_code=int(status) if status is not None else None,
             log_stream_arn=response.get("LogStreamArn"),
+        )
+    if code == "ValidationError" and NO_CAPACITY_TEXT in message.lower():
+        return NoCapacityError(message)
+    if code == "ValidationError" and COMPONENT_HEADER_TEXT in message.lower():
+        return InvocationError(
+            f"{message}. Pass the component's name: invoke_stream(..., inference_component="
+            "NAME), or InferenceComponentName=NAME on the boto3 call.",
+            error_code=code,
+        )
+    if code == "ValidationError" and COMPONENT_HEADER_REFUSED_TEXT in message.lower():
+        return InvocationError(
+            f"{message}. Endpoint {endpoint_name!r} serves a model directly, not inference "
+            "components: leave inference_component (InferenceComponentName) out.",
+            error_code=code,
         )
     if code == "ValidationError" and ("not found" in message.lower()
                                       or "could not find" in message.lower()):
@@ -344,3 +444,33 @@ def invocation_error_from_client_error(exc: Exception, endpoint_name: str = "") 
             error_code=code,
         )
     return InvocationError(f"{code or type(exc).__name__}: {message}", error_code=code or None)
+
+
+# --------------------------------------------------------------------------- pre-flight
+
+
+class PreflightError(DeploymentError):
+    """The pre-flight checks found problems before anything was created.
+
+    Attributes:
+        failures: the failed checks (``common.preflight.CheckResult``), each with its fix.
+        report: the whole ``common.preflight.PreflightReport`` (passed and not-checked too).
+    """
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        self.failures = list(report.failures)
+        count = len(self.failures)
+        lines = [f"Pre-flight found {count} problem{'s' if count != 1 else ''}; nothing was "
+                 "created. Fix all of them, then run the pre-flight cell again:"]
+        for number, result in enumerate(self.failures, start=1):
+            lines.append(f"{number}. {result.check}: {result.detail}")
+            lines.append(f"   Fix: {result.fix}")
+        unchecked = list(report.not_checked)
+        if unchecked:
+            lines.append("Not checked (check these yourself): " + "; ".join(
+                f"{result.check} ({result.detail})" for result in unchecked))
+        super().__init__("\n".join(lines))
+
+
+__all__.append("PreflightError")

@@ -25,10 +25,11 @@ This module imports only the standard library.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -108,8 +109,12 @@ class StreamMetrics:
         return " | ".join(parts)
 
 
-class MeasuredStream(Iterator[Any]):
+class MeasuredStream(Iterator[Any], AsyncIterator[Any]):
     """An iterator over the wrapped tokens that measures them on the way through.
+
+    It is a plain iterator over a plain iterable, and an async iterator (``async for``,
+    ``async with``, :meth:`aclose`) over an async one such as ``common.aiter_tokens(...)``;
+    the figures are the same either way.
 
     Attributes:
         text: the concatenated ``.text`` of the non-special tokens seen so far.
@@ -118,13 +123,15 @@ class MeasuredStream(Iterator[Any]):
 
     def __init__(
         self,
-        tokens: Iterable[Any],
+        tokens: Iterable[Any] | AsyncIterable[Any],
         *,
         start: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._clock = clock
-        self._source = iter(tokens)
+        self.is_async = not hasattr(tokens, "__iter__") and hasattr(tokens, "__aiter__")
+        self._wrapped = tokens
+        self._source: Any = tokens.__aiter__() if self.is_async else iter(tokens)  # type: ignore[union-attr,arg-type]
         self._t0 = clock() if start is None else start
         self._first_item: float | None = None
         self._first_text: float | None = None
@@ -154,6 +161,9 @@ class MeasuredStream(Iterator[Any]):
     def __next__(self) -> Any:
         if self.done:
             raise StopIteration
+        if self.is_async:
+            raise TypeError("this measured stream wraps an async stream: read it with "
+                            "`async for`")
         try:
             token = next(self._source)
         except StopIteration:
@@ -162,6 +172,27 @@ class MeasuredStream(Iterator[Any]):
         except BaseException:
             self._finish(finished=False)
             raise
+        return self._record(token)
+
+    def __aiter__(self) -> MeasuredStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.done:
+            raise StopAsyncIteration
+        if not self.is_async:
+            raise TypeError("this measured stream wraps a plain iterable: read it with `for`")
+        try:
+            token = await self._source.__anext__()
+        except StopAsyncIteration:
+            self._finish(finished=True)
+            raise
+        except BaseException:
+            self._finish(finished=False)
+            raise
+        return self._record(token)
+
+    def _record(self, token: Any) -> Any:
         now = self._clock()
         if self._first_item is None:
             self._first_item = now
@@ -182,20 +213,45 @@ class MeasuredStream(Iterator[Any]):
     def close(self) -> None:
         """Stop early: close the wrapped iterator (if it can be) and freeze the metrics.
 
-        The metrics keep ``finished=False``. Closing twice does nothing.
+        The metrics keep ``finished=False``. Closing twice does nothing. For an async
+        stream use :meth:`aclose`, which also closes the wrapped stream.
         """
         if self.done:
             return
         self._finish(finished=False)
+        if self.is_async:
+            return
         closer = getattr(self._source, "close", None)
         if callable(closer):
             closer()
+
+    async def aclose(self) -> None:
+        """Stop early (async): freeze the metrics and close the wrapped stream.
+
+        Awaits the wrapped stream's ``aclose()`` (or an awaitable ``close()``).
+        """
+        if self.done:
+            return
+        self._finish(finished=False)
+        for owner in (self._wrapped, self._source):
+            closer = getattr(owner, "aclose", None) or getattr(owner, "close", None)
+            if callable(closer):
+                result = closer()
+                if inspect.isawaitable(result):
+                    await result
+                return
 
     def __enter__(self) -> MeasuredStream:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> MeasuredStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def _finish(self, *, finished: bool) -> None:
         self._end = self._clock()
@@ -224,24 +280,29 @@ class MeasuredStream(Iterator[Any]):
 
 
 def measure(
-    tokens: Iterable[Any],
+    tokens: Iterable[Any] | AsyncIterable[Any],
     *,
     start: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> MeasuredStream:
     """Wrap a token stream so that its latency is measured as it is consumed.
 
+    Works on both faces: wrap ``common.iter_tokens(...)`` / ``common.invoke_stream(...)`` and
+    read it with ``for``, or wrap ``common.aiter_tokens(...)`` /
+    ``common.ainvoke_stream(...)`` and read it with ``async for`` (close it with
+    ``await stream.aclose()`` or ``async with``).
+
     Args:
-        tokens: any iterable of objects with ``.text`` (str) and ``.special`` (bool), such as
-            ``common.iter_tokens(response["Body"])``, or of plain strings (each counted as
-            one non-special token). The same objects come out, in order.
+        tokens: any iterable or async iterable of objects with ``.text`` (str) and
+            ``.special`` (bool), or of plain strings (each counted as one non-special token).
+            The same objects come out, in order.
         start: the ``clock()`` reading when the request was sent, so that TTFB and TTFT
             include the request's own time; default: now.
         clock: a monotonic clock in seconds (tests pass a fake one).
 
     Returns:
-        A :class:`MeasuredStream`. Iterating it yields the tokens; if the wrapped iterator
-        raises, the metrics are frozen (``finished=False``) and the same exception
-        propagates unchanged.
+        A :class:`MeasuredStream` (``.is_async`` says which way to read it). Iterating it
+        yields the tokens; if the wrapped iterator raises, the metrics are frozen
+        (``finished=False``) and the same exception propagates unchanged.
     """
     return MeasuredStream(tokens, start=start, clock=clock)

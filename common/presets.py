@@ -33,8 +33,10 @@ from typing import Any
 from common.errors import PresetError
 
 __all__ = [
+    "ACTIVATION_RESERVE_GIB",
     "CONTAINERS",
     "GPU_MEMORY_HEADROOM",
+    "GPU_MEMORY_UTILIZATION",
     "INSTANCE_TYPES",
     "LMI_ENTRY_POINT",
     "LMI_VERSION",
@@ -43,12 +45,14 @@ __all__ = [
     "TGI_VERSION",
     "InstanceType",
     "Preset",
+    "ScalingSettings",
     "custom_preset",
     "get_preset",
     "image_uri",
     "instance_info",
     "mask_secret",
     "render_serving_properties",
+    "scaling_settings",
 ]
 
 CONTAINERS = ("tgi", "lmi")
@@ -83,6 +87,15 @@ CUDA context and CUDA graphs. A model fits when its fp16 weights (2 bytes per pa
 most ``1 - GPU_MEMORY_HEADROOM`` of the GPUs' memory. It is a rule of thumb: for Llama 2 at 4,096
 tokens, one full request's KV cache is about 2 GiB (7B) to 3 GiB (13B), and vLLM / TGI reserve
 about 90 % of GPU memory in total."""
+
+GPU_MEMORY_UTILIZATION = 0.90
+"""Share of the GPUs' memory the server takes for weights and KV cache (vLLM's
+``gpu_memory_utilization`` default; TGI's ``--cuda-memory-fraction`` is 1.0, so 0.9 is the
+safe figure for both)."""
+
+ACTIVATION_RESERVE_GIB = 1.0
+"""GiB per GPU kept out of the KV cache for activations, the CUDA context and CUDA graphs
+(vLLM profiles this at start-up; about 1 GiB per GPU for these models at these batch sizes)."""
 
 _BYTES_PER_PARAMETER = 2  # fp16 / bf16 weights
 _GIB = 1024**3
@@ -152,7 +165,7 @@ def _instances(*rows: tuple[str, int, str, float, int, int, float | None]
 
 
 INSTANCE_TYPES: dict[str, InstanceType] = _instances(
-    # GPUs and memory: AWS's accelerated-computing instance pages (G5, G6, G6e, P4).
+    # GPUs and memory: AWS's accelerated-computing instance pages (G5, G6, G6e, P4, P5).
     # Prices: SageMaker real-time inference, on demand, us-east-1, APPROXIMATE (USD per hour,
     # https://aws.amazon.com/sagemaker/pricing/); they change, check before you rely on them.
     # name               GPUs  GPU     GiB/GPU vCPU  GiB   ~USD/h
@@ -172,6 +185,8 @@ INSTANCE_TYPES: dict[str, InstanceType] = _instances(
     ("ml.g6e.48xlarge",   8, "L40S",   48,  192, 1536,  37.61),
     ("ml.p4d.24xlarge",   8, "A100",   40,   96, 1152,  37.69),
     ("ml.p4de.24xlarge",  8, "A100",   80,   96, 1152,  None),
+    # P5: 8 x H100 80 GB HBM3, 192 vCPUs, 2 TiB (AWS P5 instance page); price approximate.
+    ("ml.p5.48xlarge",    8, "H100",   80,  192, 2048, 113.07),
 )
 """The GPU instance types the presets know (add one here to use another)."""
 
@@ -250,6 +265,14 @@ class Preset:
         environment: extra environment variables for the container, applied last (e.g.
             ``{"HF_MODEL_REVISION": "..."}``); :meth:`validate` checks the settings it
             overrides.
+        num_attention_heads / num_kv_heads: the model's attention and KV heads, when known
+            (:mod:`common.sizing` sets them): :meth:`validate` then checks that the GPUs
+            divide them (TGI and vLLM shard the heads over the GPUs).
+        kv_bytes_per_token: KV-cache bytes of one token (2 x layers x KV heads x head dim x
+            2 bytes), when known: :meth:`validate` then checks that the GPU memory left
+            after the weights holds one full request.
+        max_position_embeddings: the model's context length, when known:
+            ``max_total_tokens`` may not exceed it.
     """
 
     model_id: str
@@ -269,6 +292,10 @@ class Preset:
     health_check_timeout_s: int = 900
     download_timeout_s: int = 900
     environment: Mapping[str, str] = field(default_factory=dict)
+    num_attention_heads: int | None = None
+    num_kv_heads: int | None = None
+    kv_bytes_per_token: int | None = None
+    max_position_embeddings: int | None = None
 
     # ----------------------------------------------------------------- derived values
 
@@ -313,6 +340,8 @@ class Preset:
             problems += self._gpu_problems(instance, env)
         problems += self._size_problems()
         problems += self._token_problems(env)
+        if instance is not None:
+            problems += self._architecture_problems(instance)
         for name in ("health_check_timeout_s", "download_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 60 <= value <= 3600:
@@ -364,6 +393,47 @@ class Preset:
                 + (f" (e.g. {', '.join(bigger[:4])})" if bigger else "")
                 + " with num_gpus set to its GPUs, or a quantized model."
             )
+        return problems
+
+    def kv_cache_bytes(self, instance: InstanceType | None = None) -> int:
+        """GPU bytes left for the KV cache on the instance: :data:`GPU_MEMORY_UTILIZATION` of
+        the GPUs' memory, less the weights and :data:`ACTIVATION_RESERVE_GIB` per GPU."""
+        info = instance or self.instance
+        usable = info.total_gpu_memory_gib * GPU_MEMORY_UTILIZATION
+        free = usable - self.weights_gib - ACTIVATION_RESERVE_GIB * info.gpus
+        return max(0, int(free * _GIB))
+
+    def _architecture_problems(self, instance: InstanceType) -> list[str]:
+        problems = []
+        gpus = instance.gpus
+        for name in ("num_attention_heads", "num_kv_heads"):
+            heads = getattr(self, name)
+            if heads and heads % gpus:
+                fits = [i.name for i in INSTANCE_TYPES.values() if heads % i.gpus == 0
+                        and self.weights_gib <= i.total_gpu_memory_gib * (1 - GPU_MEMORY_HEADROOM)]
+                problems.append(
+                    f"{instance.name} has {gpus} GPUs, which do not divide the model's {heads} "
+                    f"{'attention' if name == 'num_attention_heads' else 'KV'} heads: TGI and "
+                    "vLLM shard the heads evenly over the GPUs and refuse to start. Use an "
+                    "instance whose GPU count divides it"
+                    + (f" (e.g. {', '.join(fits[:4])})" if fits else "") + ".")
+        limit = self.max_position_embeddings
+        if limit and self.max_total_tokens > limit:
+            problems.append(
+                f"max_total_tokens ({self.max_total_tokens}) exceeds the model's context "
+                f"length (max_position_embeddings = {limit}): lower it to at most {limit}.")
+        if self.kv_bytes_per_token:
+            cache = self.kv_cache_bytes(instance)
+            need = self.max_total_tokens * self.kv_bytes_per_token
+            if need > cache:
+                problems.append(
+                    f"the KV cache cannot hold one full request: {self.max_total_tokens} tokens "
+                    f"x {self.kv_bytes_per_token:,} bytes per token = {need / _GIB:.1f} GiB, "
+                    f"but {instance.name} has {cache / _GIB:.1f} GiB left after the weights "
+                    f"({GPU_MEMORY_UTILIZATION:.0%} of {instance.total_gpu_memory_gib:g} GiB "
+                    f"- {self.weights_gib:.1f} GiB weights - {ACTIVATION_RESERVE_GIB:g} GiB per "
+                    f"GPU for activations). Lower max_total_tokens to at most "
+                    f"{cache // self.kv_bytes_per_token} or use a bigger instance.")
         return problems
 
     def _size_problems(self) -> list[str]:
@@ -574,6 +644,13 @@ class Preset:
             rows.append(("env HF_TOKEN", mask_secret(hf_token)))
         elif self.container == "tgi" and "HF_TOKEN" not in env:
             rows.append(("env HF_TOKEN", "(passed at deploy time; never stored in the preset)"))
+        if self.num_attention_heads:
+            rows.append(("Attention / KV heads",
+                         f"{self.num_attention_heads} / {self.num_kv_heads or '?'}"))
+        if self.kv_bytes_per_token:
+            rows.append(("KV cache per token", f"{self.kv_bytes_per_token:,} bytes"))
+        if self.max_position_embeddings:
+            rows.append(("Context length (positions)", f"{self.max_position_embeddings:,}"))
         rows += [
             ("max_new_tokens per request", str(self.max_new_tokens)),
             ("Health-check timeout", f"{self.health_check_timeout_s} s"),
@@ -795,3 +872,85 @@ def image_uri(preset: Preset, region: str) -> str:
             "package or set container_version to a version it lists."
         ) from exc
 
+
+
+# --------------------------------------------------------------------------- scaling
+
+_MAX_INSTANCES = {"7b": 4, "13b": 2, "70b": 2}
+"""Default ``ManagedInstanceScaling`` maximum per Llama 2 size (others: 2)."""
+HOST_MEMORY_SHARE_PER_INSTANCE = 0.5
+"""Share of an instance's host memory the copies on it ask for together
+(``MinMemoryRequiredInMb``); SageMaker keeps some host memory for its own agents, and a copy
+asking for all of it would never be placed."""
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """How an inference-component endpoint of one preset scales (see :func:`scaling_settings`).
+
+    Attributes:
+        min_instances / max_instances: the variant's ``ManagedInstanceScaling`` range
+            (``MinInstanceCount`` 0 lets the endpoint give back every instance when idle).
+        accelerators_per_copy: ``NumberOfAcceleratorDevicesRequired`` of one copy: the GPUs
+            the model is sharded over (the preset's ``num_gpus``).
+        memory_per_copy_mb: ``MinMemoryRequiredInMb`` of one copy (host memory, not GPU).
+        copies_per_instance: how many copies one instance holds (GPUs / GPUs per copy).
+        max_copies: the scalable target's ``MaxCapacity`` (``max_instances *
+            copies_per_instance``); its ``MinCapacity`` is 0.
+        copy_concurrency: the most streams one copy decodes together by default (the
+            preset's ``max_rolling_batch_size``: vLLM's ``max_num_seqs``; TGI batches up to
+            its token budget); more requests queue inside the copy. The capacity sweep
+            measures where time to first token degrades, which is usually lower.
+    """
+
+    min_instances: int
+    max_instances: int
+    accelerators_per_copy: int
+    memory_per_copy_mb: int
+    copies_per_instance: int
+    max_copies: int
+    copy_concurrency: int
+
+    def describe(self) -> str:
+        """Return the settings as a few lines for a notebook."""
+        return (
+            f"instances: {self.min_instances} to {self.max_instances} "
+            f"(ManagedInstanceScaling)\n"
+            f"one copy: {self.accelerators_per_copy} GPU(s), {self.memory_per_copy_mb:,} MB "
+            f"host memory, up to {self.copy_concurrency} streams decoded together\n"
+            f"copies: 0 to {self.max_copies} ({self.copies_per_instance} per instance)"
+        )
+
+
+def scaling_settings(preset: Preset, *, max_instances: int | None = None) -> ScalingSettings:
+    """Return the inference-component scaling settings of ``preset``.
+
+    One copy needs all the GPUs the preset shards the model over, so an instance of the
+    preset's type holds ``instance GPUs // num_gpus`` copies (one, for the six Llama 2
+    presets); the copies on an instance together ask for
+    :data:`HOST_MEMORY_SHARE_PER_INSTANCE` of its host memory.
+
+    Args:
+        preset: a validated preset.
+        max_instances: the ``ManagedInstanceScaling`` maximum (default: 4 for 7B, else 2).
+
+    Raises:
+        PresetError: when the preset does not validate, or ``max_instances`` < 1.
+    """
+    preset.validate()
+    instance = preset.instance
+    chosen = max_instances if max_instances is not None else _MAX_INSTANCES.get(preset.size, 2)
+    if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+        raise PresetError(f"max_instances must be a whole number >= 1, not {chosen!r}: an "
+                          "endpoint scales between 0 and at least one instance.")
+    per_instance = max(1, instance.gpus // max(1, preset.num_gpus))
+    memory = int(instance.memory_gib * 1024 * HOST_MEMORY_SHARE_PER_INSTANCE) // per_instance
+    return ScalingSettings(
+        min_instances=0,
+        max_instances=chosen,
+        accelerators_per_copy=preset.num_gpus,
+        memory_per_copy_mb=memory,
+        copies_per_instance=per_instance,
+        max_copies=chosen * per_instance,
+        copy_concurrency=preset.max_rolling_batch_size,
+    )

@@ -19,12 +19,25 @@ Contents that contain Meta's control tags (``[INST]``, ``[/INST]``, ``<<SYS>>``,
 ``<</SYS>>``) could forge turns; Meta's own code refuses to answer them, and so do these
 builders unless the caller passes ``allow_unsafe=True``.
 
-This module imports only the standard library and :mod:`common.errors`.
+Any other model: :func:`build_prompt` renders the model's own Hugging Face chat template
+(``chat_template`` of its ``tokenizer_config.json``) exactly as transformers'
+``apply_chat_template(..., tokenize=False)`` does -- jinja2's ``ImmutableSandboxedEnvironment``
+with ``trim_blocks``, ``lstrip_blocks``, the ``loopcontrols`` extension, the ``raise_exception``
+and ``strftime_now`` globals and transformers' ``tojson`` filter -- and then leaves out the
+leading BOS text, which TGI and vLLM add themselves. :func:`prompt_builder_for` reads the
+template, the special tokens and the end tokens from the Hub (:mod:`common.model_facts`).
+
+This module imports only the standard library and :mod:`common.errors` at import time;
+jinja2 (and, for :func:`prompt_builder_for`, huggingface_hub) are imported when used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from common.errors import PayloadError
@@ -36,9 +49,12 @@ __all__ = [
     "E_SYS",
     "LLAMA3_SPECIAL_TOKENS",
     "UNSAFE_TAGS",
+    "PromptBuilder",
     "build_llama2_prompt",
     "build_llama3_prompt",
+    "build_prompt",
     "parse_llama2_prompt",
+    "prompt_builder_for",
 ]
 
 B_INST, E_INST = "[INST]", "[/INST]"
@@ -184,16 +200,19 @@ def build_llama2_prompt(
 
 
 def build_llama3_prompt(
-    messages: Sequence[dict[str, Any]], *, allow_unsafe: bool = False
+    messages: Sequence[dict[str, Any]], *, bos: bool = False, allow_unsafe: bool = False
 ) -> str:
     """Render a conversation in Meta's Llama 3 header layout (``ChatFormat`` in meta-llama/llama3).
 
-    The text is ``<|begin_of_text|>``, then for each message
+    The text is (with ``bos=True`` only) ``<|begin_of_text|>``, then for each message
     ``<|start_header_id|>{role}<|end_header_id|>\\n\\n{content.strip()}<|eot_id|>``, then the
     open assistant header ``<|start_header_id|>assistant<|end_header_id|>\\n\\n``.
 
     Args:
         messages: the same conversation shape as :func:`build_llama2_prompt`.
+        bos: put the leading ``<|begin_of_text|>`` in the text. Leave it ``False`` for TGI and
+            LMI (vLLM), which add the BOS token themselves when they tokenize a text prompt:
+            a literal one would give the model two.
         allow_unsafe: accept contents that contain a Llama 3 special token
             (:data:`LLAMA3_SPECIAL_TOKENS`), which a text-prompt tokenizer would read as the
             token itself.
@@ -216,7 +235,7 @@ def build_llama3_prompt(
     body = "".join(
         header(m["role"]) + m["content"].strip() + "<|eot_id|>" for m in conversation
     )
-    return "<|begin_of_text|>" + body + header("assistant")
+    return ("<|begin_of_text|>" if bos else "") + body + header("assistant")
 
 
 def _not_a_prompt(reason: str) -> PayloadError:
@@ -303,3 +322,180 @@ def parse_llama2_prompt(prompt: str) -> list[dict[str, str]]:
         return messages
     messages[0]["content"] = first_user
     return [{"role": "system", "content": system}, *messages]
+
+
+# --------------------------------------------------------------------------- any chat template
+
+
+def _raise_exception(message: str) -> None:
+    import jinja2
+
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: Any = None, sort_keys: bool = False) -> str:
+    # transformers' override: no HTML escaping, and the options templates use.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(chat_template: str) -> Any:
+    """Compile a chat template in the sandbox transformers uses (cached per template)."""
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    environment.filters["tojson"] = _tojson
+    environment.globals["raise_exception"] = _raise_exception
+    environment.globals["strftime_now"] = _strftime_now
+    return environment.from_string(chat_template)
+
+
+def _check_chat_messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise PayloadError(
+            "messages must be a non-empty list of messages. " + _SHAPE_FIX)
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise PayloadError(
+                f"messages[{index}] must be a dict with 'role' and 'content' keys, got "
+                f"{message!r:.80}. {_SHAPE_FIX}")
+        if not isinstance(message["content"], str):
+            raise PayloadError(
+                f"messages[{index}]['content'] must be a string, got "
+                f"{type(message['content']).__name__}: convert it with str() or join the "
+                "parts into one string.")
+    return [dict(message) for message in messages]
+
+
+def build_prompt(
+    messages: Sequence[Mapping[str, Any]],
+    chat_template: str,
+    *,
+    bos_token: str | None = None,
+    eos_token: str | None = None,
+    add_generation_prompt: bool = True,
+    strip_bos: bool = True,
+    **template_kwargs: Any,
+) -> str:
+    """Render ``messages`` with a Hugging Face chat template, as transformers renders it.
+
+    The result equals ``tokenizer.apply_chat_template(messages, tokenize=False,
+    add_generation_prompt=add_generation_prompt)`` for a tokenizer with this template and
+    these special tokens -- minus the leading ``bos_token`` text when ``strip_bos`` is true
+    (the default): TGI and vLLM tokenize a text prompt with the special tokens on, so they put
+    the BOS token first themselves, and a literal one would give the model two.
+
+    Args:
+        messages: ``[{"role": ..., "content": str}, ...]`` (the template decides which roles
+            and orders it accepts).
+        chat_template: the jinja2 source (``tokenizer_config.json``'s ``chat_template``).
+        bos_token, eos_token: the tokenizer's special-token texts the template may use
+            (``<s>``/``</s>``, ``<|begin_of_text|>``/``<|eot_id|>``...).
+        add_generation_prompt: end with the open assistant turn (what a request needs).
+        strip_bos: leave out a leading ``bos_token`` (once). Pass ``False`` for a tokenizer
+            that does not add BOS itself.
+        **template_kwargs: further variables for the template (e.g. ``date_string``).
+
+    Returns:
+        The prompt text.
+
+    Raises:
+        PayloadError: (a ``ValueError``) for messages that are not a non-empty list of
+            ``{"role", "content": str}`` dicts, and -- with the template's own words -- for
+            a conversation the template refuses (``raise_exception``).
+        ValueError: for a template that is not valid jinja2, or one that reaches outside the
+            sandbox (``__class__``...).
+    """
+    import jinja2
+
+    conversation = _check_chat_messages(messages)
+    if not isinstance(chat_template, str) or not chat_template.strip():
+        raise ValueError(
+            "chat_template is empty: pass the model's template (tokenizer_config.json's "
+            "'chat_template'), or use common.prompt_builder_for(model_id) to read it.")
+    try:
+        template = _compile(chat_template)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"chat_template is not valid jinja2 (line {exc.lineno}): "
+                         f"{exc.message}") from exc
+    specials = {"bos_token": bos_token, "eos_token": eos_token}
+    variables = {key: value for key, value in specials.items() if value is not None}
+    variables.update(template_kwargs)
+    try:
+        text = template.render(messages=conversation, tools=None, documents=None,
+                               add_generation_prompt=add_generation_prompt, **variables)
+    except jinja2.exceptions.SecurityError as exc:
+        raise ValueError(f"the chat template tried something the sandbox forbids ({exc}): it "
+                         "is not a template to trust; use the model's published one.") from exc
+    except jinja2.TemplateError as exc:
+        raise PayloadError(
+            f"the model's chat template refused the conversation: {exc}. Fix the messages "
+            "(most Llama templates want an optional system message first, then user and "
+            "assistant alternating, ending with the user).") from exc
+    if strip_bos and bos_token and text.startswith(bos_token):
+        text = text[len(bos_token):]
+    return text
+
+
+@dataclass(frozen=True)
+class PromptBuilder:
+    """A model's prompt recipe: call it with messages to get the text prompt to send.
+
+    Attributes:
+        model_id: the Hugging Face model id the template came from.
+        chat_template: the jinja2 chat template.
+        bos_token / eos_token: the tokenizer's BOS and EOS texts.
+        stop_tokens: every text that ends an answer (``generation_config.json``'s EOS ids and
+            the tokenizer's EOS, e.g. ``("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")``);
+            pass them to ``common.iter_tokens(..., stop_tokens=...)``.
+        adds_bos: whether the model's tokenizer puts BOS first itself (then the BOS text is
+            left out of the prompt).
+        template_kwargs: extra template variables passed on every call.
+    """
+
+    model_id: str
+    chat_template: str
+    bos_token: str | None = None
+    eos_token: str | None = None
+    stop_tokens: tuple[str, ...] = ()
+    adds_bos: bool = True
+    template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, messages: Sequence[Mapping[str, Any]], *,
+                 add_generation_prompt: bool = True) -> str:
+        """Return the prompt for ``messages`` (see :func:`build_prompt`).
+
+        Raises:
+            PayloadError: as :func:`build_prompt`.
+        """
+        return build_prompt(messages, self.chat_template, bos_token=self.bos_token,
+                            eos_token=self.eos_token,
+                            add_generation_prompt=add_generation_prompt,
+                            strip_bos=self.adds_bos, **dict(self.template_kwargs))
+
+
+def prompt_builder_for(model_id: str, *, token: str | None = None,
+                       revision: str | None = None) -> PromptBuilder:
+    """Return the :class:`PromptBuilder` of a Hub model, read from its tokenizer files.
+
+    Reads ``tokenizer_config.json`` and ``generation_config.json`` (and ``config.json``) with
+    ``huggingface_hub`` (see :func:`common.model_facts.read_model_facts`), using ``token`` or
+    ``HF_TOKEN`` for gated repositories.
+
+    Raises:
+        common.errors.ModelFactsError: a file cannot be read (offline and not cached, no
+            token, licence not accepted, unknown id), or the model has no chat template;
+            the message says which file, why, and what to do.
+    """
+    from common.model_facts import read_model_facts
+
+    return read_model_facts(model_id, token=token, revision=revision).prompt_builder()

@@ -20,7 +20,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from common.streaming import Token
+from common.errors import StreamError
+from common.streaming import END_TOKENS, Token, aiter_tokens, iter_tokens
 
 EOS = Token("</s>", 2, True, -0.01)
 
@@ -271,8 +272,10 @@ def _chunks(tokens: Sequence[Token], usage: bool) -> list[dict[str, Any]]:
     return chunks
 
 
-def _chunk_stream(tokens: Sequence[Token], usage: bool, frame: str
+def _chunk_stream(tokens: Sequence[Token], usage: bool, frame: str, after: str = ""
                   ) -> tuple[list[str], list[Token], list[int]]:
+    """Frame each chunk; ``after`` (blank lines) follows a frame but is not part of its
+    event, so an event ends before it."""
     out = _Out()
     expected: list[Token] = []
     ends: list[int] = []
@@ -282,6 +285,8 @@ def _chunk_stream(tokens: Sequence[Token], usage: bool, frame: str
         if content:
             expected.append(Token(content))
             ends.append(_size(out))
+        if after:
+            out.append(after)
     return out, expected, ends
 
 
@@ -297,7 +302,7 @@ def messages_sse(tokens: Sequence[Token], *, usage: bool = True) -> Sample:
 def messages_jsonlines(tokens: Sequence[Token], *, usage: bool = True,
                        blank_lines: int = 0) -> Sample:
     """Messages API over json lines (LMI), optionally with empty lines after each line."""
-    out, expected, ends = _chunk_stream(tokens, usage, "{}\n" + "\n" * blank_lines)
+    out, expected, ends = _chunk_stream(tokens, usage, "{}\n", "\n" * blank_lines)
     return Sample("messages-jsonlines", "".join(out).encode(), expected, answer(tokens),
                   "jsonlines", ("tgi", "lmi", "auto"), finish_reason="stop", ends=ends,
                   extra={"usage": usage})
@@ -368,7 +373,7 @@ def tokens(draw: st.DrawFn, min_size: int = 0, max_size: int = 12) -> list[Token
         if kind == "special":
             out.append(Token(draw(st.sampled_from(["</s>", "<s>", "<unk>"])), 2, True, logprob))
         else:
-            text = "" if kind == "empty" else draw(texts)
+            text = "" if kind == "empty" else draw(texts.filter(lambda t: t not in END_TOKENS))
             out.append(Token(text, draw(st.integers(0, 32000)) + index, False, logprob))
     return out
 
@@ -445,3 +450,114 @@ class OriginalSampleLineIterator:
                 continue
             self.buffer.seek(0, io.SEEK_END)
             self.buffer.write(chunk["PayloadPart"]["Bytes"])
+
+
+# ----------------------------------------------------------------------------- both faces
+
+
+class FakeAioEventStream:
+    """Stands in for aiobotocore's ``AioEventStream``: ``async for`` only (a plain ``for``
+    raises ``NotImplementedError``, as aiobotocore's does), ``close()`` a coroutine.
+    ``error`` is raised after the events, as a stream that breaks mid-way raises it."""
+
+    def __init__(self, event_list: Sequence[Any], error: BaseException | None = None) -> None:
+        self.events = list(event_list)
+        self.error = error
+        self.closed = False
+
+    def __iter__(self) -> Iterator[Any]:
+        raise NotImplementedError("Use async-for instead")
+
+    def __aiter__(self) -> Any:
+        return self._generate()
+
+    async def _generate(self) -> Any:
+        for event in self.events:
+            yield event
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def drive(awaitable: Any) -> Any:
+    """Run a coroutine that never really waits (fake streams) without an event loop, so
+    hypothesis examples stay fast; fails if it does wait on something."""
+    coroutine = awaitable.__await__()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the coroutine waited on something: use asyncio.run")
+
+
+@dataclass
+class Outcome:
+    """Everything a decode gives that must not depend on the face (sync or async)."""
+
+    tokens: list[Token]
+    error: StreamError | None
+    text: str
+    format: str | None
+    finish_reason: str | None
+    generated_text: str | None
+    details: Any
+    usage: Any
+
+    def key(self) -> tuple:
+        error = None if self.error is None else (type(self.error), self.error.partial_text,
+                                                  self.error.error_code, str(self.error))
+        return (self.tokens, error, self.text, self.format, self.finish_reason,
+                self.generated_text, self.details, self.usage)
+
+
+def decode_sync_result(stream: Any, tokens: list[Token], error: StreamError | None) -> Outcome:
+    """The :class:`Outcome` of a sync decode the caller ran itself."""
+    return _outcome(stream, tokens, error)
+
+
+def _outcome(stream: Any, tokens: list[Token], error: StreamError | None) -> Outcome:
+    return Outcome(tokens, error, stream.text, stream.format, stream.finish_reason,
+                   stream.generated_text, stream.details, stream.usage)
+
+
+def decode_sync(event_list: Sequence[Any], container: str = "auto",
+                stop_tokens: Sequence[str] = ()) -> Outcome:
+    """Decode with ``iter_tokens``; only :class:`StreamError` is caught."""
+    stream = iter_tokens(event_list, container=container, stop_tokens=stop_tokens)
+    tokens: list[Token] = []
+    try:
+        for token in stream:
+            tokens.append(token)
+    except StreamError as exc:
+        return _outcome(stream, tokens, exc)
+    return _outcome(stream, tokens, None)
+
+
+def decode_async(event_list: Sequence[Any], container: str = "auto",
+                 stop_tokens: Sequence[str] = (), error: BaseException | None = None
+                 ) -> Outcome:
+    """Decode with ``aiter_tokens`` over a :class:`FakeAioEventStream`."""
+    stream = aiter_tokens(FakeAioEventStream(event_list, error), container=container,
+                          stop_tokens=stop_tokens)
+
+    async def run() -> Outcome:
+        tokens: list[Token] = []
+        try:
+            async for token in stream:
+                tokens.append(token)
+        except StreamError as exc:
+            return _outcome(stream, tokens, exc)
+        return _outcome(stream, tokens, None)
+
+    return drive(run())
+
+
+def decode_both(event_list: Sequence[Any], container: str = "auto",
+                stop_tokens: Sequence[str] = ()) -> Outcome:
+    """Decode through both faces; assert they agree exactly; return the outcome."""
+    sync = decode_sync(event_list, container, stop_tokens)
+    async_ = decode_async(event_list, container, stop_tokens)
+    assert async_.key() == sync.key(), "the sync and async faces disagree"
+    return sync

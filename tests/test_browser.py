@@ -255,8 +255,12 @@ def _paced(stack: LocalStack) -> Iterator[None]:
             setattr(backend, name, value)
 
 
-def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False) -> None:
-    """Open ``notebook`` and run it with *Run > Run All Cells*; fail on a cell's error."""
+def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False,
+             during: Any = None) -> None:
+    """Open ``notebook`` and run it with *Run > Run All Cells*; fail on a cell's error.
+
+    ``during(page)``, if given, is called once the cells have started, before waiting for
+    them to finish (to click in a running cell's output)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     page.goto(lab.notebook_url(notebook))
@@ -283,6 +287,8 @@ def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False) -> Non
                 page.screenshot(path=str(lab.log.with_name(f"not-started-{notebook.stem}.png")))
                 pytest.fail(f"{notebook.name}: Run All started no cell in {attempt} attempts "
                             f"(screenshot next to {lab.log}).\n{lab.log_tail(15)}")
+    if during is not None:
+        during(page)
     page.wait_for_function(_SETTLED, timeout=NOTEBOOK_TIMEOUT_MS, polling=250)
     prompts = page.evaluate(_PROMPTS)
     not_run = [i for i, p in enumerate(prompts) if not p[1:-2].strip().isdigit()]

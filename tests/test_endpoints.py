@@ -403,9 +403,9 @@ def test_waiting_shows_the_status_and_elapsed_time_until_in_service():
     described, shown = _wait(client)
     assert described["EndpointStatus"] == "InService"
     assert "\rep: Creating (elapsed 00:00)" in shown
-    assert "\rep: Creating (elapsed 00:30)" in shown
+    assert "\rep: Creating (elapsed 00:02)" in shown  # pauses of 1 s, then 1.5 times longer
     # The last line is padded to cover the longer one it overwrites, then ends the line.
-    assert shown.endswith("\rep: InService after 00:45   \n")
+    assert shown.endswith("\rep: InService after 00:04   \n")
     assert shown.count("\n") == 1 and client.calls == 4
 
 
@@ -419,7 +419,7 @@ def test_a_failed_endpoint_raises_with_sagemakers_reason():
     with pytest.raises(EndpointFailedError) as caught:
         _wait(FakeSageMaker("Creating", "Failed", reason=reason))
     assert caught.value.failure_reason == reason and reason in str(caught.value)
-    assert "Failed after 00:15" in caught.value.shown
+    assert "Failed after 00:01" in caught.value.shown
 
 
 def test_a_wait_that_runs_out_says_what_to_check():
@@ -429,7 +429,7 @@ def test_a_wait_that_runs_out_says_what_to_check():
     message = str(caught.value)
     assert "still 'Creating' after 100 s" in message and "CloudWatch" in message
     assert "quota" in message
-    assert client.calls == 5  # at 0, 30, 60, 90 and 100 s
+    assert client.calls == 11  # at 0, 1, 2.5, 4.75, 8.1, 13.2, 20.8, 32.2, 49.3, 74.9, 100 s
 
 
 def test_waiting_for_an_endpoint_that_does_not_exist_says_so():

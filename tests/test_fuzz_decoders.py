@@ -9,7 +9,9 @@ setting, cut into parts at random offsets. For every input:
 * it ends either normally or with :class:`common.errors.StreamError` (or a subclass) whose
   ``partial_text`` is the stream's ``.text`` -- never another exception;
 * the outcome does not depend on the cuts: the same bytes in one part give the same tokens,
-  the same text and the same exception type.
+  the same text and the same exception type;
+* the async face (``aiter_tokens``) gives exactly what the sync one gives: tokens, text,
+  attributes, exception type and ``partial_text``.
 
 ``FUZZ_EXAMPLES`` (environment) is the total number of examples across these tests
 (default 6000, which CI runs); raise it for a longer hunt.
@@ -87,6 +89,10 @@ def outcome(event_list: list, container: str) -> tuple:
     if error is not None:
         assert error.partial_text == text
         assert str(error)  # the message renders
+    with hang_guard(), warnings.catch_warnings():  # the async face agrees exactly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        twin = ss.decode_async(event_list, container)
+    assert twin.key() == ss.decode_sync_result(stream, tokens, error).key()
     if stream.format == "lmi-document":
         tokens = None  # its tokens are the text per part: they follow the cuts
     return type(error), text, tokens, stream.format, stream.finish_reason

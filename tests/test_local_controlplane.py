@@ -9,36 +9,19 @@ stand-in of the session.
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Callable
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
+from polling import WAIT_S, unique_name, wait_until
 
 from common.local.controlplane import EXECUTION_ROLE_NAME, _drop_empty_objects
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
              "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
 LMI_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.36.0-lmi27.0.0-cu130"
-WAIT_S = 30.0  # a deadline for state changes that take about a second; never a measurement
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _until(condition: Callable[[], object], what: str) -> object:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @pytest.fixture
@@ -74,7 +57,7 @@ def _gone(sagemaker, name: str) -> bool:
 
 
 def test_an_endpoint_walks_creating_inservice_deleting_gone(local_stack, sagemaker):
-    name = _name("cp-life")
+    name = unique_name("cp-life")
     _create_model_and_config(sagemaker, local_stack, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
 
@@ -83,19 +66,19 @@ def test_an_endpoint_walks_creating_inservice_deleting_gone(local_stack, sagemak
     assert (info.name, info.status, info.image) == (name, "Creating", TGI_IMAGE)
     assert info.environment == {"HF_MODEL_ID": "meta-llama/x"}
 
-    _until(lambda: _status(sagemaker, name) == "InService", "InService")
+    wait_until(lambda: _status(sagemaker, name) == "InService", "InService")
     assert local_stack.lookup(name).status == "InService"
     listed = sagemaker.list_endpoints(NameContains=name)["Endpoints"]
     assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed] == [(name, "InService")]
 
     sagemaker.delete_endpoint(EndpointName=name)
     assert _status(sagemaker, name) == "Deleting"
-    _until(lambda: _gone(sagemaker, name), "the endpoint to disappear")
+    wait_until(lambda: _gone(sagemaker, name), "the endpoint to disappear")
     assert local_stack.lookup(name) is None
 
 
 def test_the_boto3_waiter_sees_inservice(local_stack, sagemaker):
-    name = _name("cp-waiter")
+    name = unique_name("cp-waiter")
     _create_model_and_config(sagemaker, local_stack, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sagemaker.get_waiter("endpoint_in_service").wait(
@@ -104,14 +87,14 @@ def test_the_boto3_waiter_sees_inservice(local_stack, sagemaker):
 
 
 def test_a_failing_endpoint_goes_failed_with_its_reason(local_stack, sagemaker):
-    name = _name("cp-fail")
+    name = unique_name("cp-fail")
     reason = "CUDA out of memory while loading the weights (injected by the test)"
     local_stack.fail_endpoint(name, reason)
     _create_model_and_config(sagemaker, local_stack, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
 
     assert _status(sagemaker, name) == "Creating"
-    _until(lambda: _status(sagemaker, name) == "Failed", "Failed")
+    wait_until(lambda: _status(sagemaker, name) == "Failed", "Failed")
     described = sagemaker.describe_endpoint(EndpointName=name)
     assert described["FailureReason"] == reason
     assert local_stack.lookup(name).status == "Failed"
@@ -119,10 +102,10 @@ def test_a_failing_endpoint_goes_failed_with_its_reason(local_stack, sagemaker):
 
 def test_a_pattern_fails_inservice_endpoints_at_once_with_the_default_reason(local_stack,
                                                                              sagemaker):
-    name = _name("cp-later")
+    name = unique_name("cp-later")
     _create_model_and_config(sagemaker, local_stack, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    _until(lambda: _status(sagemaker, name) == "InService", "InService")
+    wait_until(lambda: _status(sagemaker, name) == "InService", "InService")
 
     local_stack.fail_endpoint("cp-later-*")
     described = sagemaker.describe_endpoint(EndpointName=name)
@@ -131,7 +114,7 @@ def test_a_pattern_fails_inservice_endpoints_at_once_with_the_default_reason(loc
 
 
 def test_creating_an_existing_endpoint_is_refused(local_stack, sagemaker):
-    name = _name("cp-twice")
+    name = unique_name("cp-twice")
     _create_model_and_config(sagemaker, local_stack, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     with pytest.raises(ClientError, match="Cannot create already existing endpoint"):
@@ -139,25 +122,25 @@ def test_creating_an_existing_endpoint_is_refused(local_stack, sagemaker):
 
 
 def test_update_endpoint_goes_updating_then_serves_the_new_model(local_stack, sagemaker):
-    name, new = _name("cp-upd"), _name("cp-upd-lmi")
+    name, new = unique_name("cp-upd"), unique_name("cp-upd-lmi")
     _create_model_and_config(sagemaker, local_stack, name)
     _create_model_and_config(sagemaker, local_stack, new, image=LMI_IMAGE)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):
         sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=new)
-    _until(lambda: _status(sagemaker, name) == "InService", "InService")
+    wait_until(lambda: _status(sagemaker, name) == "InService", "InService")
 
     sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=new)
     assert _status(sagemaker, name) == "Updating"
     assert local_stack.lookup(name).image == TGI_IMAGE  # the old model serves until it is done
-    _until(lambda: _status(sagemaker, name) == "InService", "InService after the update")
+    wait_until(lambda: _status(sagemaker, name) == "InService", "InService after the update")
     assert local_stack.lookup(name).image == LMI_IMAGE
     assert sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"] == new
 
 
 def test_a_running_endpoint_keeps_its_model_when_model_and_config_are_deleted(local_stack,
                                                                               sagemaker):
-    name = _name("cp-keep")
+    name = unique_name("cp-keep")
     _create_model_and_config(sagemaker, local_stack, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sagemaker.delete_endpoint_config(EndpointConfigName=name)
@@ -166,7 +149,7 @@ def test_a_running_endpoint_keeps_its_model_when_model_and_config_are_deleted(lo
 
 
 def test_lookup_of_an_unknown_endpoint_is_none(local_stack):
-    assert local_stack.lookup(_name("cp-nobody")) is None
+    assert local_stack.lookup(unique_name("cp-nobody")) is None
 
 
 # --------------------------------------------------------------------------- fixes to moto
@@ -175,7 +158,7 @@ def test_lookup_of_an_unknown_endpoint_is_none(local_stack):
 @pytest.mark.parametrize("instance_type", ["ml.g5.2xlarge", "ml.g5.12xlarge",
                                            "ml.g5.48xlarge", "ml.p4d.24xlarge"])
 def test_the_recipes_instance_types_are_accepted(local_stack, sagemaker, instance_type):
-    name = _name("cp-type")
+    name = unique_name("cp-type")
     _create_model_and_config(sagemaker, local_stack, name, instance_type=instance_type)
     config = sagemaker.describe_endpoint_config(EndpointConfigName=name)
     assert config["ProductionVariants"][0]["InstanceType"] == instance_type
@@ -183,12 +166,12 @@ def test_the_recipes_instance_types_are_accepted(local_stack, sagemaker, instanc
 
 def test_an_unknown_instance_type_is_still_rejected(local_stack, sagemaker):
     with pytest.raises(ClientError, match=r"ml\.bogus\.xlarge"):
-        _create_model_and_config(sagemaker, local_stack, _name("cp-bogus"),
+        _create_model_and_config(sagemaker, local_stack, unique_name("cp-bogus"),
                                  instance_type="ml.bogus.xlarge")
 
 
 def test_empty_structures_are_left_out_of_responses(local_stack, sagemaker):
-    name = _name("cp-shape")
+    name = unique_name("cp-shape")
     _create_model_and_config(sagemaker, local_stack, name)
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     assert "VpcConfig" not in sagemaker.describe_model(ModelName=name)
@@ -234,7 +217,7 @@ def test_the_v3_sdk_deploys_waits_and_deletes(local_stack):
     )
 
     session = boto3.Session()
-    name = _name("cp-sdk")
+    name = unique_name("cp-sdk")
     image = image_uris.retrieve("huggingface-llm", region=session.region_name, version="3.3.6")
     model = Model.create(model_name=name, execution_role_arn=local_stack.role_arn,
                          primary_container=ContainerDefinition(image=image,
@@ -266,7 +249,7 @@ def test_the_v3_sdk_wait_raises_with_the_failure_reason(local_stack, sagemaker):
     from sagemaker.core.resources import Endpoint
     from sagemaker.core.utils.exceptions import FailedStatusError
 
-    name = _name("cp-sdk-fail")
+    name = unique_name("cp-sdk-fail")
     local_stack.fail_endpoint(name, "the container exited with code 137 (test)")
     _create_model_and_config(sagemaker, local_stack, name)
     endpoint = Endpoint.create(endpoint_name=name, endpoint_config_name=name,

@@ -109,8 +109,10 @@ def test_a_repo_id_without_an_org_is_refused(tmp_path):
 
 
 def test_the_tiny_model_is_a_consistent_llama(tmp_path):
+    # config.json carries the published facts of the repo; a repo the stand-in has no facts
+    # for keeps the tiny model's own config, which its weights must match.
     safetensors = pytest.importorskip("safetensors")
-    files = repo_files()
+    files = repo_files("stand-in/tiny-llama")
     config = json.loads(files["config.json"])
     tokenizer = json.loads(files["tokenizer.json"])
     assert len(tokenizer["model"]["vocab"]) == config["vocab_size"]

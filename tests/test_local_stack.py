@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_VARIABLES = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION",
     "AWS_CA_BUNDLE", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "no_proxy",
-    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE",
+    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE",
     "HF_TOKEN", "IPYTHONDIR", "SAGEMAKER_EXECUTION_ROLE_ARN",
 }
 
@@ -68,11 +68,13 @@ def test_the_environment_points_every_client_at_loopback(local_stack):
     assert set(env) >= EXPECTED_VARIABLES
     assert "COMMON_DISPLAY" not in env
     assert not set(env) & set(UNSET_VARIABLES)
-    for name in ("HTTPS_PROXY", "HTTP_PROXY", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+                 "HF_ENDPOINT"):
         assert urlsplit(env[name]).hostname == "127.0.0.1", name
     assert {"127.0.0.1", "localhost"} <= set(env["NO_PROXY"].split(","))
     assert Path(env["AWS_CA_BUNDLE"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
-    assert env["HF_HUB_OFFLINE"] == "1" and env["HF_TOKEN"] == DUMMY_HF_TOKEN
+    # Not offline: huggingface_hub would refuse auth_check; the local Hub API answers it.
+    assert "HF_HUB_OFFLINE" in UNSET_VARIABLES and env["HF_TOKEN"] == DUMMY_HF_TOKEN
     assert Path(env["IPYTHONDIR"]).is_dir()
     assert (Path(env["HF_HUB_CACHE"]) / "models--meta-llama--Llama-2-7b-chat-hf").is_dir()
     for name, value in env.items():
@@ -201,7 +203,7 @@ def test_a_stack_binds_loopback_only_and_stops_without_leftovers():
     assert report["threads_running"] > len(report["threads_before"])
     assert report["threads_after"] == report["threads_before"]
     assert report["sockets_after"] == []
-    assert report["refused"] == [True, True]
+    assert report["refused"] == [True, True, True]  # proxy, runtime, hub
     assert report["environ_restored"] and report["workdir_removed"]
 
 
@@ -212,7 +214,8 @@ def test_help_describes_every_option():
     done = subprocess.run([sys.executable, "-m", "common.local", "--help"], env=_python_env(),
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     for option in ("--backend", "--endpoint-delay", "--ttft", "--tokens-per-second",
-                   "--fail-endpoint", "--port", "--env-json", "serve", "env", "demo"):
+                   "--fail-endpoint", "--port", "--env-json", "serve", "env", "demo",
+                   "--quota", "--gated-denied"):
         assert option in done.stdout, option
 
 

@@ -125,8 +125,8 @@ def _invocations(run: PairRun, *, streaming: bool) -> list[dict[str, Any]]:
 
 def test_the_prompt_has_the_llama2_layout_without_a_second_bos(pair):
     prompts = [body["inputs"] for body in _invocations(pair, streaming=True) if "inputs" in body]
-    assert len(prompts) == 2, "the first question and the follow-up"
-    first, follow_up = prompts
+    assert len(prompts) == 3, "the first question, the follow-up and the chat's question"
+    first, follow_up, _chat = prompts
     for prompt in prompts:
         assert not prompt.startswith("<s>"), "the container adds BOS; a literal <s> doubles it"
         assert prompt.startswith("[INST] <<SYS>>\n") and prompt.endswith(" [/INST]")
@@ -141,7 +141,7 @@ def test_the_prompt_has_the_llama2_layout_without_a_second_bos(pair):
 
 def test_every_streaming_request_streams_and_caps_the_answer(pair):
     bodies = _invocations(pair, streaming=True)
-    assert len(bodies) == 3, "first answer, follow-up, Messages API"
+    assert len(bodies) == 4, "first answer, follow-up, Messages API, the chat's question"
     for body in bodies:
         assert body["stream"] is True
         if "inputs" in body:
@@ -160,7 +160,7 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
         pytest.skip("only the replay backend's text is known in advance")
     replies = [pair.stack.backend.answer_for(GenerationRequest(
         prompt=body.get("inputs"), messages=body.get("messages")))
-        for body in _invocations(pair, streaming=True)]
+        for body in _invocations(pair, streaming=True)[:len(STREAM_TITLES)]]
     printed = [_stdout(c) for c in pair.inference.cells if c.cell_type == "code"
                and re.search(r"^\w+ = stream_answer\(", c.source, re.M)]
     assert len(printed) == len(replies) == len(STREAM_TITLES)
@@ -172,6 +172,23 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
         answer, _, summary = rest.rstrip("\n").rpartition("\n")
         assert answer == reply
         assert re.match(r"TTFT \d+ ms \| \d+ tokens \| [\d.]+ tokens/s", summary), summary
+
+
+def test_the_chat_sent_its_scripted_question_with_the_system_prompt(pair):
+    chat_body = _invocations(pair, streaming=True)[-1]
+    turns = parse_llama2_prompt(chat_body["inputs"])
+    assert [t["role"] for t in turns] == ["system", "user"]
+    assert turns[1]["content"].startswith("Suggest three subject lines")
+    assert chat_body["parameters"]["max_new_tokens"] > 0
+    printed = _stdout(_code_cell(pair.inference, "def open_stream("))
+    assert re.search(r"^You: Suggest three subject lines", printed, re.M), printed
+    assert "Assistant: " in printed and re.search(r"^TTFT \d+ ms", printed, re.M), printed
+    assert re.search(r"^Context: \d+ of \d+ prompt tokens", printed, re.M), printed
+    if pair.stack.backend_name == "replay":
+        reply = pair.stack.backend.answer_for(GenerationRequest(prompt=chat_body["inputs"]))
+        assert reply.strip() in printed
+    counting = _stdout(_code_cell(pair.inference, "counter = common.token_counter("))
+    assert counting.startswith("Counting tokens with: ")
 
 
 def test_the_blocking_call_and_the_chart_were_shown(pair):
@@ -188,16 +205,20 @@ def test_the_blocking_call_and_the_chart_were_shown(pair):
 def test_the_lmi_weights_went_to_s3(pair):
     if pair.container != "lmi":
         pytest.skip("TGI downloads the weights from the hub itself")
-    local_dir = Path(_stdout(_code_cell(pair.deploy, "from huggingface_hub import")).strip())
-    download = _code_cell(pair.deploy, "from huggingface_hub import").source
-    patterns = re.findall(r'"(\*\.\w+)"', download)
-    assert {"*.json", "*.safetensors", "*.model"} <= set(patterns)
-    expected = [p for p in local_dir.rglob("*")
-                if p.is_file() and any(p.match(pattern) for pattern in patterns)]
-    uploaded = _stdout(_code_cell(pair.deploy, "from pathlib import Path")).strip()
-    match = re.fullmatch(r"(\d+) files in (s3://\S+/model/)", uploaded)
-    assert match, uploaded
-    assert expected and int(match.group(1)) == len(expected)
+    summary = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).strip()
+    match = re.fullmatch(r"(\d+) files uploaded, 0 already in S3; .* -> (s3://\S+/model/)",
+                         summary)
+    assert match, summary
+    # The clean-up has deleted the objects since: compare with what the hub offers.
+    import common
+
+    size = re.match(r"llama-2-(\d+b)-chat", pair.endpoint_name).group(1)
+    repo = common.get_preset(size, "lmi").model_id
+    files = {f.path for f in common.list_weight_files(
+        repo, endpoint=pair.stack.env["HF_ENDPOINT"])}
+    assert int(match.group(1)) == len(files) > 0
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
+    assert "pytorch_model.bin" not in files, "the duplicate PyTorch weights were copied"
     serving = _stdout(_code_cell(pair.deploy, "serving_properties = "))
     assert f"option.model_id={match.group(2)}" in serving
 
@@ -211,7 +232,7 @@ def test_clean_up_deleted_everything_the_recipe_created(pair):
     with pytest.raises(ClientError):
         client.describe_model(ModelName=pair.endpoint_name)
     if pair.container == "lmi":
-        uploaded = _stdout(_code_cell(pair.deploy, "from pathlib import Path")).split()[-1]
+        uploaded = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).split()[-1]
         bucket, _, prefix = uploaded.removeprefix("s3://").partition("/")
         listing = pair.stack.client("s3").list_objects_v2(
             Bucket=bucket, Prefix=prefix.rsplit("/model/", 1)[0] + "/")

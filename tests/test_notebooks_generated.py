@@ -26,6 +26,7 @@ PAIRS = [generator.recipe_paths(c, s, root=ROOT) for c, s in generator.RECIPES]
 NOTEBOOKS = [path for pair in PAIRS for path in pair]
 DEPLOY = [deploy for deploy, _ in PAIRS]
 INFERENCE = [inference for _, inference in PAIRS]
+SCALE = [generator.scale_path(c, s, root=ROOT) for c, s in generator.RECIPES]
 
 
 def _id(path: Path) -> str:
@@ -91,7 +92,7 @@ def test_rendering_twice_gives_the_same_bytes():
 
 
 def test_render_check_reports_a_changed_notebook_and_render_repairs_it(tmp_path):
-    for path in NOTEBOOKS:
+    for path in NOTEBOOKS + SCALE:
         target = tmp_path / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
@@ -129,7 +130,8 @@ def test_new_writes_a_pair_for_another_llama_variant(tmp_path, model_id, fmt, bu
     out = io.StringIO()
     status = notebooks_main(["new", "--model-id", model_id, "--container", container,
                              "--instance-type", "ml.g5.12xlarge", "--out", str(tmp_path),
-                             "--prompt-format", fmt], out=out)
+                             "--prompt-format", fmt, "--params-billion", "8",
+                             "--max-total-tokens", "4096"], out=out)
     assert status == 0
     written = sorted(tmp_path.glob("*.ipynb"))
     assert [p.name[:2] for p in written] == ["1-", "2-"]
@@ -206,8 +208,15 @@ def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
     tree = _python("\n".join(sources))
     for name in ("Model.create", "EndpointConfig.create", "Endpoint.create",
                  "common.wait_for_endpoint", "common.resolve_execution_role",
-                 "image_uris.retrieve", "preset.validate"):
+                 "image_uris.retrieve", "preset.validate", "common.preflight"):
         assert _calls(tree, name), f"{path.name} never calls {name}"
+    calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    source = "\n".join(sources)
+    assert source.index("common.preflight(") < source.index("Model.create("), (
+        "the pre-flight must run before anything is created")
+    assert "common.copy_weights_to_s3" not in calls or (
+        source.index("common.preflight(") < source.index("common.copy_weights_to_s3(")), (
+        "the pre-flight must run before the weights are copied")
     (routing,) = _calls(tree, "ProductionVariantRoutingConfig")
     assert ast.literal_eval(_keywords(routing)["routing_strategy"]) == (
         "LEAST_OUTSTANDING_REQUESTS")
@@ -220,13 +229,10 @@ def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
 @pytest.mark.parametrize("path", [p for p in DEPLOY if "-lmi" in p.name], ids=_id)
 def test_lmi_deploy_copies_the_weights_to_s3_with_serving_properties(path):
     tree = _python("\n".join(_code_cells(path)))
-    (download,) = _calls(tree, "snapshot_download")
-    assert ast.unparse(_keywords(download)["allow_patterns"]) == "WEIGHT_FILES"
-    (patterns,) = [ast.literal_eval(node.value) for node in ast.walk(tree)
-                   if isinstance(node, ast.Assign)
-                   and ast.unparse(node.targets[0]) == "WEIGHT_FILES"]
-    assert {"*.json", "*.safetensors", "*.model"} <= set(patterns)
-    assert _calls(tree, "s3_client.upload_file"), "weights are not uploaded"
+    assert not _calls(tree, "snapshot_download"), "the whole snapshot would fill the disk"
+    (copy,) = _calls(tree, "common.copy_weights_to_s3")
+    assert ast.unparse(copy.args[0]) == "preset.model_id"
+    assert ast.unparse(_keywords(copy)["token"]) == "hf_token"
     assert _calls(tree, "common.render_serving_properties")
     assert "model.tar.gz" in ast.unparse(tree)
     (container,) = _calls(tree, "ContainerDefinition")
@@ -260,10 +266,15 @@ def test_inference_payloads_stream_and_cap_the_answer(path):
 def test_inference_streams_with_boto3_and_the_common_helpers(path):
     container = "lmi" if "-lmi-" in path.name else "tgi"
     tree = _python("\n".join(_code_cells(path)))
-    (stream_call,) = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
-    assert set(_keywords(stream_call)) == {"EndpointName", "Body", "ContentType"}
-    (tokens,) = _calls(tree, "common.iter_tokens")
-    assert ast.literal_eval(_keywords(tokens)["container"]) == container
+    stream_calls = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
+    assert len(stream_calls) == 2, "stream_answer and the chat's open_stream"
+    for stream_call in stream_calls:
+        assert set(_keywords(stream_call)) == {"EndpointName", "Body", "ContentType"}
+    token_calls = _calls(tree, "common.iter_tokens")
+    assert len(token_calls) == 2
+    for tokens in token_calls:
+        assert ast.literal_eval(_keywords(tokens)["container"]) == container
+    assert _calls(tree, "common.show_chat") and _calls(tree, "common.Conversation.from_preset")
     assert _calls(tree, "common.show_stream")
     assert _calls(tree, "runtime.invoke_endpoint"), "no blocking call to compare with"
     assert _calls(tree, "common.plot_latency_comparison")

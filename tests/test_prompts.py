@@ -153,7 +153,7 @@ def test_unsafe_tags_constant():
 
 def test_llama3_golden_system_and_turns():
     messages = [sys_("You are terse."), user(" Hi "), bot("Hello."), user("2+2?")]
-    assert build_llama3_prompt(messages) == (
+    assert build_llama3_prompt(messages, bos=True) == (
         "<|begin_of_text|>"
         "<|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
         "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
@@ -165,7 +165,7 @@ def test_llama3_golden_system_and_turns():
 
 def test_llama3_golden_single_user():
     assert build_llama3_prompt([user("Hi 🦙")]) == (
-        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi 🦙<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi 🦙<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
 
@@ -255,3 +255,10 @@ def test_parse_inverts_build(messages, bos):
 @given(conversations())
 def test_bos_changes_only_the_first_token(messages):
     assert build_llama2_prompt(messages, bos=True) == "<s>" + build_llama2_prompt(messages)
+
+
+def test_llama3_leaves_the_bos_text_out_by_default():
+    messages = [user("Hi")]
+    assert not build_llama3_prompt(messages).startswith("<|begin_of_text|>")
+    assert build_llama3_prompt(messages, bos=True) == (
+        "<|begin_of_text|>" + build_llama3_prompt(messages))

@@ -41,8 +41,9 @@ def _fake_repo(tmp_path: Path, *, with_uv: bool = True) -> Path:
     shutil.copy(ROOT / "scripts" / "setup.sh", repo / "scripts" / "setup.sh")
     (repo / "common" / "local").mkdir(parents=True)
     shutil.copy(ROOT / "common" / "local" / "installer.py", repo / "common" / "local")
-    for requirements in ROOT.glob("requirements*.txt"):
-        shutil.copy(requirements, repo / requirements.name)
+    for name in ("requirements.txt", "requirements-local.txt", "requirements-model.txt",
+                 "requirements-test.txt"):  # the tests add any others they need
+        shutil.copy(ROOT / name, repo / name)
     (repo / NOTEBOOK_DIR).mkdir(parents=True)
     bin_dir = repo / ".venv" / "bin"
     bin_dir.mkdir(parents=True)

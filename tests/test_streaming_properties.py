@@ -4,7 +4,8 @@ For each wire format, hypothesis draws model tokens that are hard to frame (quot
 backslashes, newlines, emoji, CJK, empty byte-fallback texts, ``</s>``) and the format's
 options, encodes the stream as the container would, cuts it into ``PayloadPart`` events at
 drawn offsets, and checks that the tokens, the text, the sniffed format and the final fields
-come out exactly as built -- under every ``container=`` setting that must read the format.
+come out exactly as built -- under every ``container=`` setting that must read the format,
+through both faces (``iter_tokens`` and ``aiter_tokens``), which must agree exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import stream_samples as ss
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.streaming import LineIterator, Token, iter_text, iter_tokens
+from common.streaming import LineIterator, Token, aiter_text, iter_text, iter_tokens
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -34,6 +35,15 @@ def assert_decodes(sample: ss.Sample, event_list: list, container: str) -> None:
     assert stream.finish_reason == sample.finish_reason
     assert stream.generated_text == sample.generated_text
     assert "".join(iter_text(event_list, container=container)) == sample.text
+    # the async face, fed the same events, gives exactly the same
+    assert ss.decode_async(event_list, container).key() == ss.decode_sync(
+        event_list, container).key()
+    assert "".join(ss.drive(_joined(aiter_text(ss.FakeAioEventStream(event_list),
+                                               container=container)))) == sample.text
+
+
+async def _joined(texts) -> list[str]:
+    return [text async for text in texts]
 
 
 @pytest.mark.parametrize("kind", ss.FORMATS)

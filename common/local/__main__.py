@@ -33,7 +33,9 @@ huggingface_hub) and real wire protocols, no AWS account. It runs
     endpoints that go Creating -> InService (or Failed) after --endpoint-delay seconds;
   * a sagemaker-runtime server (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME) that streams real
     event-stream frames in the TGI or LMI container's format;
-  * an offline Hugging Face cache with tiny Llama 2 chat snapshots (HF_HUB_OFFLINE=1);
+  * a Hugging Face cache with tiny Llama 2 chat snapshots, served by a small local Hub
+    API (HF_ENDPOINT: auth-check, file listing and downloads; the rest from the cache);
+  * Service Quotas for SageMaker endpoints (--quota TYPE=N), enforced by CreateEndpoint;
   * a fresh IPYTHONDIR, so %store data stays out of your profile.
 
 Everything listens on 127.0.0.1 only and uses dummy credentials.
@@ -52,6 +54,27 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _quota(text: str) -> tuple[str, float]:
+    from common.local.quotas import parse_quota
+
+    try:
+        return parse_quota(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 
@@ -76,6 +99,28 @@ def _add_stack_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         "--tokens-per-second", dest="tokens_per_s", type=_non_negative, default=default(None),
         metavar="N", help="replay backend: tokens per second after the first (default: the "
                           "backend's)")
+    parser.add_argument(
+        "--time-scale", dest="time_scale", type=_positive, default=default(None), metavar="N",
+        help="simulated seconds per real second for every simulated delay: endpoint "
+             "creation (--endpoint-delay is simulated), instance provisioning, copy start-up, "
+             "metric periods, alarms, cooldowns, idle release (default: 1, real time; e.g. "
+             "120 runs an hour of autoscaling in 30 s)")
+    parser.add_argument(
+        "--copy-concurrency", dest="copy_concurrency", type=_positive_int,
+        default=default(None), metavar="N",
+        help="streams one inference-component copy serves at once; more wait in its queue "
+             "(default: from the container's settings -- LMI max rolling batch size, TGI "
+             "MAX_BATCH_TOTAL_TOKENS / MAX_TOTAL_TOKENS -- else 8)")
+    parser.add_argument(
+        "--copy-ttft", dest="copy_ttft_s", type=_non_negative, default=default(None),
+        metavar="SECONDS",
+        help="inference components: each stream's first token no sooner than this after it "
+             "gets a place on a copy (real seconds; default: the backend's own pace)")
+    parser.add_argument(
+        "--copy-tokens-per-second", dest="copy_tokens_per_s", type=_positive,
+        default=default(None), metavar="N",
+        help="inference components: each stream's tokens no faster than this (default: the "
+             "backend's own pace)")
 
 
 def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -123,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="which serving container's recipe (default: tgi)")
     demo.add_argument("--size", choices=("7b", "13b", "70b"), default="7b",
                       help="which model size's recipe (default: 7b)")
+    demo.add_argument("--recipe", choices=("stream", "scale"), default="stream",
+                      help="stream: the deploy and inference notebooks (default); scale: the "
+                           "scale notebook (inference components, autoscaling to zero) on a "
+                           "compressed clock, with the scaling timeline at the end")
     _add_stack_options(demo)
     _add_output_options(demo)
     demo.set_defaults(endpoint_delay_s=None)
@@ -141,6 +190,17 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         "--fail-endpoint", dest="fail_endpoints", action="append", default=default([]),
         metavar="NAME", help="make endpoints with this name (or shell pattern, e.g. 'bad-*') "
                              "go Failed with a FailureReason instead of InService; repeatable")
+    parser.add_argument(
+        "--quota", dest="quotas", action="append", type=_quota, default=default([]),
+        metavar="TYPE=N",
+        help="the account's endpoint quota for an instance type, e.g. ml.g5.12xlarge=0: "
+             "Service Quotas reports it and CreateEndpoint fails with ResourceLimitExceeded "
+             "past it (default: 100 of every type); repeatable")
+    parser.add_argument(
+        "--gated-denied", dest="gated_denied", action="append", default=default([]),
+        metavar="MODEL_ID",
+        help="the hub refuses every token for this gated model, as the Hugging Face Hub "
+             "refuses a token whose account has not accepted the licence; repeatable")
     parser.add_argument(
         "--port", type=int, default=default(0),
         help="the control plane proxy's port on 127.0.0.1 (default: a free one)")
@@ -172,7 +232,11 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
     stack = LocalStack(
         backend=args.backend, endpoint_delay_s=args.endpoint_delay_s, ttft_s=args.ttft_s,
         tokens_per_s=args.tokens_per_s, workdir=args.workdir,
-        fail_endpoints=args.fail_endpoints, port=args.port, runtime_port=args.runtime_port)
+        fail_endpoints=args.fail_endpoints, port=args.port, runtime_port=args.runtime_port,
+        quotas=dict(args.quotas), gated_denied=args.gated_denied,
+        time_scale=args.time_scale if args.time_scale is not None else 1.0,
+        copy_concurrency=args.copy_concurrency, copy_ttft_s=args.copy_ttft_s,
+        copy_tokens_per_s=args.copy_tokens_per_s)
     background = BackgroundLog(args.log_file, verbose=args.verbose, command="serve",
                                label="Proxy access log")
     previous = _install_signal_handlers(stop)
@@ -185,7 +249,9 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
             out.write(f"# Local SageMaker stand-in -- {stack.backend_label}\n")
             out.write(f"# control plane (moto proxy) {stack.proxy_url}, "
                       f"sagemaker-runtime {stack.runtime_url}; endpoints take "
-                      f"{args.endpoint_delay_s:g} s to come up\n")
+                      f"{args.endpoint_delay_s:g} s to come up"
+                      f"{'' if stack.time_scale == 1 else ' (simulated)'}; time scale "
+                      f"{stack.time_scale:g}x\n")
             out.write(f"# {background.describe()}\n")
             out.write("\n".join(stack.shell_lines()) + "\n")
             out.write("# Serving until Ctrl-C.\n")
@@ -244,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # logger at stdout, mixing log lines into the export lines.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Scaling events (copies, instances, alarms, scaling activities) are worth watching.
+    logging.getLogger("common.local.scaling").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
     try:

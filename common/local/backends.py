@@ -28,6 +28,7 @@ __all__ = [
     "GenerationRequest",
     "ReplayBackend",
     "compose_answer",
+    "end_token_for",
     "llama_tokens",
 ]
 
@@ -48,6 +49,7 @@ class GenerationRequest:
         stop: stop sequences (the server enforces them).
         temperature, top_p, top_k, do_sample, repetition_penalty, seed: sampling
             parameters as the container passes them on; ``None`` means the model's default.
+        model_id: the model the container serves (``HF_MODEL_ID``), when it says.
     """
 
     prompt: str | None = None
@@ -60,6 +62,7 @@ class GenerationRequest:
     do_sample: bool = False
     repetition_penalty: float | None = None
     seed: int | None = None
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,21 @@ class Backend(Protocol):
 
 END_TOKEN = GeneratedToken(id=2, text="</s>", logprob=-0.0021, special=True)
 """Llama 2's end-of-sequence token as TGI streams it (``special: true``)."""
+
+_END_TOKENS = {  # family (common.local.variants) -> the token that ends an answer
+    "llama3": GeneratedToken(id=128009, text="<|eot_id|>", logprob=-0.0021, special=True),
+    "llama31": GeneratedToken(id=128009, text="<|eot_id|>", logprob=-0.0021, special=True),
+    "codellama70b": GeneratedToken(id=32015, text="<step>", logprob=-0.0021, special=True),
+}
+
+
+def end_token_for(model_id: str | None) -> GeneratedToken:
+    """The token that ends an answer of ``model_id``: ``<|eot_id|>`` for Llama 3.x,
+    ``<step>`` for Code Llama 70B, else Llama 2's :data:`END_TOKEN`."""
+    from common.local.variants import VARIANTS
+
+    variant = VARIANTS.get(model_id or "")
+    return _END_TOKENS.get(variant.family if variant else "", END_TOKEN)
 
 # --------------------------------------------------------------------------- the answer
 
@@ -300,11 +318,12 @@ class ReplayBackend:
         return " " + compose_answer(_last_user_text(request))
 
     def tokens_for(self, request: GenerationRequest) -> list[GeneratedToken]:
-        """Return every token of the replay for ``request``, :data:`END_TOKEN` last."""
+        """Return every token of the replay for ``request``, the model's end token last
+        (:func:`end_token_for`: :data:`END_TOKEN` for Llama 2)."""
         pieces = llama_tokens(self.answer_for(request))
         tokens = [GeneratedToken(id=token_id, text=text, logprob=_logprob(text, i))
                   for i, (token_id, text) in enumerate(pieces)]
-        return [*tokens, END_TOKEN]
+        return [*tokens, end_token_for(request.model_id)]
 
     def generate(self, request: GenerationRequest) -> Iterator[GeneratedToken]:
         """Yield the replay's tokens, sleeping ``ttft_s`` before the first and

@@ -90,6 +90,19 @@ _TRUST_POLICY = json.dumps({
     }],
 })
 
+# The S3 part of AmazonSageMakerFullAccess (buckets named like SageMaker's default bucket),
+# as an inline policy: moto loads AWS managed policies only on request.
+_ARTIFACTS_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
+                   "s3:CreateBucket", "s3:GetBucketLocation"],
+        "Resource": ["arn:aws:s3:::*SageMaker*", "arn:aws:s3:::*Sagemaker*",
+                     "arn:aws:s3:::*sagemaker*"],
+    }],
+})
+
 # Hosts the proxy intercepts and answers with moto; every other host is relayed as it is.
 AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".aws")
 
@@ -188,7 +201,12 @@ class ControlPlane:
             instead of ``InService``, with :func:`default_failure_reason`.
         region: the region the execution role and :meth:`lookup` default to.
         port: the proxy's port on 127.0.0.1 (0 picks a free one).
-        clock: a monotonic clock, replaceable in tests.
+        clock: the stand-in's clock (:mod:`common.local.clock`; any function returning
+            seconds works): every delay above is measured in its (simulated) seconds.
+        extensions: functions called as ``extension(plane, patch)`` once moto is patched,
+            to add more fixes (``patch(owner, name, value)`` is undone on :meth:`stop`);
+            the inference components and Application Auto Scaling come in this way
+            (:mod:`common.local.autoscaling`).
 
     Only one control plane may run in a process at a time: moto's backends are global.
     """
@@ -206,6 +224,8 @@ class ControlPlane:
         region: str = DEFAULT_REGION,
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        extensions: Iterable[Callable[[ControlPlane, Callable[[object, str, object], None]],
+                                      None]] = (),
     ) -> None:
         if endpoint_delay_s < 0:
             raise ValueError(f"endpoint_delay_s must be >= 0, got {endpoint_delay_s}")
@@ -217,6 +237,7 @@ class ControlPlane:
         self.account_id = DEFAULT_ACCOUNT_ID
         self._port = port
         self._clock = clock
+        self._extensions = tuple(extensions)
         self._state = _State(rules=[_FailRule(p, None) for p in fail_endpoints])
         self._lock = threading.RLock()
         self._patches = _Patches()
@@ -294,6 +315,8 @@ class ControlPlane:
         self._patch_passthrough(ProxyRequestHandler)
         self._patch_access_log(ProxyRequestHandler)
         self._patch_sagemaker()
+        for extension in self._extensions:
+            extension(self, self._patches.set)
         try:
             self._server = _ProxyServer(("127.0.0.1", self._port), ProxyRequestHandler)
         except OSError as exc:
@@ -365,6 +388,8 @@ class ControlPlane:
             AssumeRolePolicyDocument=_TRUST_POLICY,
             Description="Execution role of the local SageMaker stand-in (moto)",
         )
+        iam.put_role_policy(RoleName=EXECUTION_ROLE_NAME, PolicyName="sagemaker-artifacts",
+                            PolicyDocument=_ARTIFACTS_POLICY)
         return str(role["Role"]["Arn"])
 
     # ----------------------------------------------------------------- the runtime's view
@@ -392,10 +417,40 @@ class ControlPlane:
                 if life is None:  # created before our patches (cannot happen through them)
                     life = _Lifecycle("AllTraffic", *self._model_of_config(
                         backend, endpoint.endpoint_config_name)[:2])
+                environment = dict(life.environment)
+                if "HF_MODEL_ID" not in environment:  # LMI: the model is in serving.properties
+                    served = self._served_model(backend, endpoint.endpoint_config_name)
+                    if served:
+                        environment["HF_MODEL_ID"] = served
                 return EndpointInfo(name=endpoint_name, status=endpoint.endpoint_status,
-                                    image=life.image or "", environment=dict(life.environment),
+                                    image=life.image or "", environment=environment,
                                     variant=life.variant_name)
         return None
+
+    def _served_model(self, backend: Any, endpoint_config_name: str) -> str | None:
+        """The model an LMI endpoint serves, from its ``model.tar.gz``'s serving.properties
+        and the uploaded ``config.json`` in moto's S3 (see :mod:`common.local.served_model`)."""
+        from moto.backends import get_backend
+        from moto.s3.exceptions import MissingBucket, MissingKey
+
+        from common.local.served_model import served_model_id
+
+        config = backend.endpoint_configs.get(endpoint_config_name)
+        variants = config.production_variants if config is not None else []
+        model = backend._models.get(variants[0].get("ModelName")) if variants else None
+        if model is None:
+            return None
+        container = model.primary_container or (model.containers or [{}])[0]
+        s3 = get_backend("s3")[self.account_id]["global"]
+
+        def read(bucket: str, key: str) -> bytes | None:
+            try:
+                stored = s3.get_object(bucket, key)
+            except (MissingBucket, MissingKey):
+                return None
+            return None if stored is None else bytes(stored.value)
+
+        return served_model_id(container.get("ModelDataUrl"), read)
 
     def endpoint_status(self, endpoint_name: str) -> str | None:
         """Return the endpoint's current status, or ``None`` when it does not exist."""

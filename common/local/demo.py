@@ -5,6 +5,10 @@ notebook and the inference notebook of one recipe with a real Jupyter kernel, ex
 reader would run them top to bottom, and echoes what the cells print into the terminal as it
 arrives -- so the streamed answer appears token by token, followed by its metrics.
 
+``--recipe scale`` runs the recipe's scale notebook instead, on a compressed clock
+(:data:`SCALE_DEMO_STACK`): the capacity sweep, then copies rising under load and falling to
+zero, one line per change, and at the end the stand-in's scaling timeline in simulated seconds.
+
 The terminal shows only that story. The kernels' own output (transport warnings) and the
 control plane proxy's access log go to a log file named in the banner
 (:class:`common.local.logfile.BackgroundLog`); ``--verbose`` shows them in the terminal.
@@ -104,14 +108,77 @@ def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0,
     return time.perf_counter() - started
 
 
+SCALE_DEMO_STACK: dict[str, Any] = {
+    # 60 simulated seconds pass per real second: the scale-in's 15 idle minutes take 15 s.
+    "time_scale": 60.0,
+    # Small copies, so that a few streams are "above the target" and copies rise quickly.
+    "copy_concurrency": 4,
+    "copy_ttft_s": 0.05,
+    "copy_tokens_per_s": 200.0,
+}
+"""The stand-in's settings for ``demo --recipe scale`` (options given on the command line win)."""
+
+
+def scale_notebook(container: str, size: str, root: Path = REPO_ROOT) -> Path:
+    """Return the scale notebook's path of one recipe.
+
+    Raises:
+        DemoError: when it does not exist under ``root``.
+    """
+    from common.notebooks.generator import scale_path
+
+    path = scale_path(container, size, root=root)
+    if not path.exists():
+        raise DemoError(f"{path} is missing. Render the notebooks with `python -m "
+                        "common.notebooks render` from the repository root, then run the demo "
+                        "again.")
+    return path
+
+
+def _alarm_label(name: str) -> str:
+    """A short name for an alarm: target tracking's high/low alarm, or the name's last words."""
+    for marker, label in (("-AlarmHigh-", "target-tracking high alarm"),
+                          ("-AlarmLow-", "target-tracking low alarm")):
+        if marker in name:
+            return label
+    return name.rsplit("-ic-", 1)[-1] + " alarm"
+
+
+def scaling_timeline(events: list[dict[str, Any]]) -> list[str]:
+    """Return the stand-in's scaling events as short lines, in simulated seconds from the first.
+
+    Alarm evaluations are kept only when an alarm fires; "scaling" lines repeat the "copies"
+    decisions, so they are left out; long reasons are cut at their parenthesis.
+    """
+    kept = [e for e in events
+            if e.get("kind") in {"component", "copies", "instances"}
+            or (e.get("kind") == "alarm" and str(e.get("message", "")).startswith("ALARM"))]
+    if not kept:
+        return []
+    start = float(kept[0].get("time_s", 0.0))
+    lines = []
+    for event in kept:
+        message = str(event.get("message", "")).split(" (Application Auto Scaling", 1)[0]
+        if event.get("kind") == "alarm":
+            message = f"{_alarm_label(str(event.get('resource', '')))}: {message.split(';')[0]}"
+        lines.append(f"t+{float(event.get('time_s', 0.0)) - start:6.0f} s  "
+                     f"{event.get('kind', ''):<9} {message}")
+    return lines
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the demo with the parsed command-line ``args``; returns the exit status."""
     from common.local.logfile import BackgroundLog
     from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 
-    deploy, inference = notebook_pair(args.container, args.size)
+    scale = getattr(args, "recipe", "stream") == "scale"
+    notebooks = ([scale_notebook(args.container, args.size)] if scale
+                 else list(notebook_pair(args.container, args.size)))
     stack_options: dict[str, Any] = {"backend": args.backend}
-    for name in ("endpoint_delay_s", "ttft_s", "tokens_per_s"):
+    if scale:
+        stack_options.update(SCALE_DEMO_STACK)
+    for name in ("endpoint_delay_s", "ttft_s", "tokens_per_s", "time_scale", "copy_concurrency",
+                 "copy_ttft_s", "copy_tokens_per_s"):
         value = getattr(args, name, None)
         if value is not None:
             stack_options[name] = value
@@ -132,8 +199,12 @@ def main(args: argparse.Namespace) -> int:
             # own and not the one-off load.
             preload()
         walls = [(p.name, run_notebook(p, out=out, kernel_output=background.kernel_output))
-                 for p in (deploy, inference)]
+                 for p in notebooks]
+        events = stack.scaling_events() if scale else []
     out.write("\nDemo finished:\n")
     for name, wall in walls:
         out.write(f"  {name}: {wall:.1f} s\n")
+    if events:
+        out.write("\nScaling timeline (simulated seconds, as the stand-in's clock counted "
+                  "them):\n" + "\n".join(scaling_timeline(events)) + "\n")
     return 0

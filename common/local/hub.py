@@ -36,12 +36,16 @@ import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from common.local.variants import VARIANTS, variant_files
+
 __all__ = [
     "DEFAULT_REPO_ID",
     "LLAMA2_CHAT_REPOS",
+    "VARIANT_REPOS",
     "commit_for",
     "repo_files",
     "safetensors_bytes",
+    "write_snapshot",
     "write_tiny_snapshot",
     "write_tiny_snapshots",
 ]
@@ -52,6 +56,11 @@ LLAMA2_CHAT_REPOS: tuple[str, ...] = (
     "meta-llama/Llama-2-13b-chat-hf",
     "meta-llama/Llama-2-70b-chat-hf",
 )
+
+VARIANT_REPOS: tuple[str, ...] = tuple(VARIANTS)
+"""Every repository the offline hub knows the published configuration of (Llama 2, Code Llama,
+Llama 3, 3.1, 3.2, 3.3): its ``config.json``, ``tokenizer_config.json``,
+``generation_config.json`` and ``model.safetensors.index.json`` carry the real facts."""
 
 # The tiny model's shape (a LlamaForCausalLM with one layer).
 _VOCAB = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "Hello", "!",
@@ -147,7 +156,10 @@ def repo_files(repo_id: str = DEFAULT_REPO_ID) -> dict[str, bytes]:
     """Return the tiny repository's files: path -> content.
 
     The names are those of the real ``meta-llama/Llama-2-*-chat-hf`` repositories (weights
-    unsharded); the contents are small stand-ins (see the module docstring).
+    unsharded); the contents are small stand-ins (see the module docstring). For a repository
+    of :data:`VARIANT_REPOS`, ``config.json``, ``tokenizer_config.json``,
+    ``generation_config.json`` and ``model.safetensors.index.json`` hold the model's published
+    facts and chat template instead (the weights stay tiny).
     """
     vocab = {token: index for index, token in enumerate(_VOCAB)}
     specials = [{"id": i, "content": t, "single_word": False, "lstrip": False,
@@ -155,6 +167,15 @@ def repo_files(repo_id: str = DEFAULT_REPO_ID) -> dict[str, bytes]:
                 for i, t in enumerate(_VOCAB[:3])]
     label = (f"Stand-in for {repo_id}, written by common.local.hub for offline tests; "
              "not Meta's model.\n")
+    files = _tiny_files(repo_id, vocab, specials, label)
+    facts = variant_files(repo_id)
+    if facts is not None:
+        files.update({name: _json(document) for name, document in facts.items()})
+    return files
+
+
+def _tiny_files(repo_id: str, vocab: dict[str, int], specials: list[dict[str, object]],
+                label: str) -> dict[str, bytes]:
     return {
         ".gitattributes": b"*.bin filter=lfs diff=lfs merge=lfs -text\n"
                           b"*.model filter=lfs diff=lfs merge=lfs -text\n"
@@ -307,3 +328,40 @@ def write_tiny_snapshots(
 ) -> dict[str, Path]:
     """Write :func:`write_tiny_snapshot` for each repo id; returns repo id -> snapshot folder."""
     return {repo_id: write_tiny_snapshot(cache_dir, repo_id) for repo_id in repo_ids}
+
+
+def write_snapshot(cache_dir: str | os.PathLike[str], repo_id: str, files: dict[str, bytes],
+                   revision: str = "main") -> Path:
+    """Write a snapshot of ``repo_id`` holding exactly ``files`` (path -> content).
+
+    For tests that need another repository shape than :func:`repo_files` (a model in many
+    shards, say); the cache layout is the one :func:`write_tiny_snapshot` writes, with a
+    commit of its own (from the file names and sizes), and ``refs/<revision>`` pointing at it.
+
+    Returns:
+        The snapshot folder.
+
+    Raises:
+        ValueError: ``repo_id`` is not ``org/name``.
+    """
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
+    storage = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    listing = ",".join(f"{path}:{len(data)}" for path, data in sorted(files.items()))
+    commit = hashlib.sha1(f"{commit_for(repo_id)}:{listing}".encode()).hexdigest()
+    snapshot = storage / "snapshots" / commit
+    (storage / "blobs").mkdir(parents=True, exist_ok=True)
+    for path, data in files.items():
+        lfs = path.endswith(_LFS_SUFFIXES)
+        blob = storage / "blobs" / (hashlib.sha256(data).hexdigest() if lfs
+                                    else _git_blob_id(data))
+        if not blob.exists():
+            blob.write_bytes(data)
+        link = snapshot / path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (storage / "refs").mkdir(exist_ok=True)
+    (storage / "refs" / revision).write_text(commit)
+    _write_tree_listing(storage, commit, files)
+    return snapshot

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import ipaddress
 import json
 import random
@@ -82,6 +83,7 @@ from urllib.parse import unquote, urlsplit
 from common.errors import PayloadError
 from common.local import containers
 from common.local.backends import Backend, GeneratedToken
+from common.local.components import COMPONENT_HEADER, Admission, InvocationRejected
 from common.local.eventstream import encode_exception, encode_payload_part
 
 __all__ = [
@@ -280,6 +282,11 @@ class RuntimeServer:
         port: the port (0: a free one).
         account_id: the account named in error messages and log stream ARNs.
         region: the region named in error messages and log stream ARNs.
+        router: ``router(endpoint_name, inference_component_name_or_None)`` -> an
+            :class:`~common.local.components.Admission` for a request to an inference
+            component, ``None`` for a plain endpoint; raises
+            :class:`~common.local.components.InvocationRejected` (the control plane's
+            ``ComponentManager.admit``). ``None``: the header is ignored.
 
     Raises:
         ValueError: ``host`` is not a loopback address.
@@ -296,6 +303,7 @@ class RuntimeServer:
         port: int = 0,
         account_id: str = DEFAULT_ACCOUNT_ID,
         region: str = "us-east-1",
+        router: Callable[[str, str | None], Admission | None] | None = None,
     ) -> None:
         if host.lower() == "localhost":
             host = "127.0.0.1"
@@ -311,6 +319,7 @@ class RuntimeServer:
         self.host = host
         self.account_id = account_id
         self.region = region
+        self.router = router
         self._port = port
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -389,8 +398,12 @@ class RuntimeServer:
         ``path``, ``endpoint``, ``headers`` (``Authorization`` reduced to its scheme),
         ``body`` (parsed JSON, else text, else ``None``), ``body_bytes``,
         ``custom_attributes`` (without the fault key), ``faults``, and once answered
-        ``status``, ``error_code``, ``container``, ``tokens`` (sent), ``outcome`` and
-        ``ignored_parameters`` (parameters the container accepted but ignores).
+        ``status``, ``error_code``, ``container``, ``tokens`` (sent), ``outcome``,
+        ``ignored_parameters`` (parameters the container accepted but ignores) and
+        ``inference_component`` (the ``InferenceComponentName`` header, if any). A client
+        that closes the connection mid-stream stops the generation for its request, as TGI
+        and DJL Serving do: the record then has ``client_closed: True`` and an ``outcome``
+        that names the tokens sent.
         """
         with self._lock:
             return copy.deepcopy(self._log)
@@ -656,6 +669,8 @@ class _Handler(BaseHTTPRequestHandler):
             "headers": self._headers_for_log(), "body": None, "body_bytes": 0,
             "custom_attributes": None, "faults": [], "status": None, "error_code": None,
             "container": None, "tokens": 0, "outcome": None, "ignored_parameters": [],
+            "inference_component": None,
+            "served_model": None,
         })
         try:
             body = self._read_body()
@@ -673,7 +688,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except ConnectionError:
             self.close_connection = True
-            owner._update(entry, outcome="client disconnected")
+            owner._update(entry, client_closed=True, outcome=(
+                f"client closed the stream after {entry.get('tokens', 0)} tokens; "
+                "generation stopped"))
         finally:
             owner._mark(timing, "done_ns")
 
@@ -702,6 +719,11 @@ class _Handler(BaseHTTPRequestHandler):
         if info is None or info.status != "InService":
             raise _ServerError(400, "ValidationError",
                                f"Endpoint {name} of account {owner.account_id} not found.")
+        admission = self._route(name, info, entry)
+        if admission is not None:
+            info = dataclasses.replace(info, image=admission.image,
+                                       environment=admission.environment,
+                                       variant=admission.variant)
         faults = [*owner._take_server_faults(), *request_faults]
         owner._update(entry, faults=[str(f) for f in faults])
         for fault in faults:
@@ -734,12 +756,37 @@ class _Handler(BaseHTTPRequestHandler):
                 writer.close()
                 return
             raise
-        owner._update(entry, ignored_parameters=parsed.ignored)
-        session = containers.open_session(parsed)
-        if streaming:
-            self._stream(info, parsed, session, faults, entry, timing)
-        else:
-            self._whole(info, parsed, session, faults, entry, timing)
+        owner._update(entry, ignored_parameters=parsed.ignored, served_model=parsed.model_id)
+        if admission is not None:
+            try:
+                admission.acquire(owner._stopping)
+            except InvocationRejected as rejected:
+                raise _ServerError(rejected.status, rejected.code, rejected.message) from None
+        self._admission = admission
+        try:
+            session = containers.open_session(parsed)
+            if streaming:
+                self._stream(info, parsed, session, faults, entry, timing)
+            else:
+                self._whole(info, parsed, session, faults, entry, timing)
+        finally:
+            self._admission = None
+            if admission is not None:
+                admission.release()
+
+    def _route(self, name: str, info: EndpointInfo, entry: dict[str, Any]
+               ) -> Admission | None:
+        """Ask the router where an inference component's request goes (``None``: the
+        endpoint's own model)."""
+        router = self.owner.router
+        if router is None:
+            return None
+        component = self.headers.get(COMPONENT_HEADER)
+        self.owner._update(entry, inference_component=component)
+        try:
+            return router(name, component)
+        except InvocationRejected as rejected:
+            raise _ServerError(rejected.status, rejected.code, rejected.message) from None
 
     def _model_error(self, name: str, status: int, original: bytes) -> _ServerError:
         owner = self.owner
@@ -766,7 +813,9 @@ class _Handler(BaseHTTPRequestHandler):
         delay = sum(f.seconds or 0.0 for f in faults if f.kind == "slow-first-token")
         if delay:
             self.owner._stopping.wait(delay)
-        yield from self.owner.backend.generate(parsed.generation)
+        tokens = self.owner.backend.generate(parsed.generation)
+        admission = getattr(self, "_admission", None)
+        yield from (admission.pace(tokens) if admission is not None else tokens)
 
     def _generate(self, parsed: containers.ParsedRequest, session: containers.OutputSession,
                   faults: list[Fault], entry: dict[str, Any],
@@ -783,6 +832,13 @@ class _Handler(BaseHTTPRequestHandler):
             for token in generator:
                 if self.owner._stopping.is_set():
                     raise _ConnectionGone("the server is stopping")
+                if _client_left(self):
+                    # As TGI and DJL Serving do for a direct client: a closed connection
+                    # cancels the request, and no further token is generated for it.
+                    self.owner._update(entry, client_closed=True, outcome=(
+                        f"client closed the stream after {session.count} tokens; "
+                        "generation stopped"))
+                    raise _ConnectionGone("the client closed the connection")
                 out, finished = session.push(token)
                 emit(out, session.count)
                 self.owner._update(entry, tokens=session.count)
@@ -901,6 +957,16 @@ def _hang_up(handler: _Handler) -> None:
     handler.close_connection = True
     with contextlib.suppress(OSError):  # the client already closed it
         handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _client_left(handler: _Handler) -> bool:
+    """Whether the client has closed its end (the request was read, so readable = EOF)."""
+    connection = handler.connection
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and not connection.recv(1, socket.MSG_PEEK)
+    except (OSError, ValueError):
+        return True
 
 
 def _wait_for_client_to_leave(handler: _Handler) -> None:

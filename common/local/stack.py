@@ -2,7 +2,8 @@
 
 It starts the control plane (moto behind its proxy, :mod:`common.local.controlplane`), the
 ``sagemaker-runtime`` server (:mod:`common.local.runtime`) with a model backend, writes the
-tiny Hugging Face snapshots (:mod:`common.local.hub`) into a fresh cache, and makes a fresh
+tiny Hugging Face snapshots (:mod:`common.local.hub`) into a fresh cache and serves them with a
+small local Hub API (:mod:`common.local.hubapi`, ``HF_ENDPOINT``), and makes a fresh
 ``IPYTHONDIR`` (so ``%store`` data stays out of the user's profile). :attr:`LocalStack.env`
 holds every variable a shell or a notebook kernel needs to reach it; notebooks and recipe
 code see nothing else of the stand-in.
@@ -21,12 +22,14 @@ import importlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.local.clock import Clock, ScaledClock
+from common.local.components import CopyPace, Timings
 from common.local.controlplane import DEFAULT_REGION, ControlPlane, LocalStackError
-from common.local.hub import LLAMA2_CHAT_REPOS, write_tiny_snapshot
+from common.local.hub import VARIANT_REPOS, write_tiny_snapshot
 
 __all__ = [
     "BACKENDS",
@@ -55,7 +58,7 @@ UNSET_VARIABLES: tuple[str, ...] = (
     "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
 )
 """Variables that would send a client past the stand-in (to a real profile, real endpoint,
 another CA); :meth:`LocalStack.apply_env` removes them while the stand-in runs."""
@@ -119,6 +122,22 @@ class LocalStack:
         region: the AWS region the clients are told to use.
         hf_repos: the model repositories written into the offline HF cache.
         hf_allow_patterns: write only the matching files into the cache (None: all of them).
+        quotas: ``{instance_type: N}``: the account's endpoint quota for these instance types
+            (every other type has :data:`common.local.quotas.APPLIED_VALUE`).
+        gated_denied: model ids whose gated repository refuses every token, as the Hub
+            refuses a token whose account has not accepted the licence.
+        time_scale: simulated seconds per real second for every simulated delay (endpoint
+            creation, instance provisioning, copy start-up, metric periods, alarms,
+            cooldowns, idle release); 1 keeps real time. ``endpoint_delay_s`` is simulated.
+        clock: the clock itself (e.g. a ``ManualClock`` in tests); overrides ``time_scale``.
+        copy_concurrency: streams one inference-component copy serves at once (None: from
+            the container's settings; see ``common.local.components.copy_concurrency_from``).
+        copy_ttft_s / copy_tokens_per_s: a floor on the pace of each stream an
+            inference-component copy serves, in real seconds (None: the backend's own pace),
+            so a concurrency sweep queues (and shows a knee) even with an unpaced backend.
+        timings: the scaling model's simulated durations (``common.local.components.Timings``:
+            instance provisioning, copy start-up, idle release, component deletion).
+        fail_components: inference-component names or patterns that go ``Failed``.
 
     Everything binds 127.0.0.1. Use it as a context manager, or call :meth:`start` and
     :meth:`stop`.
@@ -136,16 +155,36 @@ class LocalStack:
         port: int = 0,
         runtime_port: int = 0,
         region: str = DEFAULT_REGION,
-        hf_repos: Sequence[str] = LLAMA2_CHAT_REPOS,
+        hf_repos: Sequence[str] = VARIANT_REPOS,
         hf_allow_patterns: Sequence[str] | None = None,
+        quotas: Mapping[str, float] | None = None,
+        gated_denied: Iterable[str] = (),
+        time_scale: float = 1.0,
+        clock: Clock | None = None,
+        copy_concurrency: int | None = None,
+        copy_ttft_s: float | None = None,
+        copy_tokens_per_s: float | None = None,
+        timings: Timings | None = None,
+        fail_components: Iterable[str] = (),
     ) -> None:
         self.backend_name = backend
+        self.clock: Clock = clock if clock is not None else ScaledClock(time_scale)
+        self.time_scale = self.clock.time_scale
+        self.copy_concurrency = copy_concurrency
+        self.copy_pace = CopyPace(copy_ttft_s, copy_tokens_per_s)
+        self.timings = timings or Timings()
+        self._fail_components = tuple(fail_components)
+        self.scaling: Any = None
         self.endpoint_delay_s = endpoint_delay_s
         self.ttft_s = ttft_s
         self.tokens_per_s = tokens_per_s
         self.region = region
         self.hf_repos = tuple(hf_repos)
         self.hf_allow_patterns = hf_allow_patterns
+        self.quota_overrides = dict(quotas or {})
+        self.gated_denied = tuple(gated_denied)
+        self.quotas: Any = None
+        self.hub_api: Any = None
         self._fail_endpoints = tuple(fail_endpoints)
         self._port = port
         self._runtime_port = runtime_port
@@ -199,16 +238,37 @@ class LocalStack:
         for name in ("config", "credentials"):  # empty: the user's ~/.aws stays out of it
             (aws_dir / name).touch()
 
+        from common.local.autoscaling import ScalingSimulator
+        from common.local.controlplane import DEFAULT_ACCOUNT_ID, EXTRA_INSTANCE_TYPES
+        from common.local.hubapi import HubApiServer
+        from common.local.quotas import QuotaBook
+        from common.local.quotas import install as install_quotas
+
+        self.scaling = ScalingSimulator(
+            self.clock, timings=self.timings, copy_concurrency=self.copy_concurrency,
+            copy_pace=self.copy_pace, fail_components=self._fail_components)
+        self.quotas = QuotaBook(EXTRA_INSTANCE_TYPES, self.quota_overrides,
+                                region=self.region, account_id=DEFAULT_ACCOUNT_ID)
+        quotas = self.quotas
         self.control_plane = ControlPlane(
             self.workdir, endpoint_delay_s=self.endpoint_delay_s,
-            fail_endpoints=self._fail_endpoints, region=self.region, port=self._port)
+            delete_delay_s=self._delete_delay_s(),
+            fail_endpoints=self._fail_endpoints, region=self.region, port=self._port,
+            clock=self.clock, extensions=[
+                self.scaling.install,
+                # Listed after the scaling model, so the quota is checked first.
+                lambda plane, patch: install_quotas(patch, quotas),
+            ])
         self.control_plane.start()
+        self.hub_api = HubApiServer(hf_home / "hub", gated_denied=self.gated_denied).start()
 
         from common.local.runtime import RuntimeServer
 
         self.runtime = RuntimeServer(self.control_plane.lookup, backend=self.backend,
-                                     host="127.0.0.1", port=self._runtime_port)
+                                     host="127.0.0.1", port=self._runtime_port,
+                                     router=self.scaling.route)
         self.runtime.start()
+        self.scaling.start()
 
         proxy = self.control_plane.url
         no_proxy = "127.0.0.1,localhost,::1"
@@ -229,7 +289,7 @@ class LocalStack:
             "no_proxy": no_proxy,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime.url,
             "SAGEMAKER_EXECUTION_ROLE_ARN": str(self.control_plane.role_arn),
-            "HF_HUB_OFFLINE": "1",
+            "HF_ENDPOINT": self.hub_api.url,
             "HF_HOME": str(hf_home),
             "HF_HUB_CACHE": str(hf_home / "hub"),
             "HF_TOKEN": DUMMY_HF_TOKEN,
@@ -237,16 +297,27 @@ class LocalStack:
             "IPYTHONDIR": str(ipython_dir),
         }
 
+    def _delete_delay_s(self) -> float:
+        """A tenth of the endpoint delay, at most one real second (in simulated seconds)."""
+        one_real_second = self.clock.time_scale or float("inf")  # a manual clock: no cap
+        return min(one_real_second, self.endpoint_delay_s / 10)
+
     def stop(self) -> None:
         """Stop the servers, restore ``os.environ`` if :meth:`apply_env` changed it, and
         remove the temporary work folder. Safe to call twice."""
         self.restore_env()
+        if self.scaling is not None:
+            self.scaling.stop()
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None
         if self.control_plane is not None:
             self.control_plane.stop()
             self.control_plane = None
+        if self.hub_api is not None:
+            self.hub_api.stop()
+            self.hub_api = None
+        self.scaling = None
         if self._given_workdir is None and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir = None
@@ -306,8 +377,9 @@ class LocalStack:
 
     @property
     def urls(self) -> dict[str, str]:
-        """``{"proxy": ..., "runtime": ...}``: where the two servers listen."""
-        return {"proxy": self.proxy_url, "runtime": self.runtime_url}
+        """``{"proxy": ..., "runtime": ..., "hub": ...}``: where the servers listen."""
+        return {"proxy": self.proxy_url, "runtime": self.runtime_url,
+                "hub": str(self._require(self.hub_api).url)}
 
     @property
     def proxy_url(self) -> str:
@@ -374,10 +446,46 @@ class LocalStack:
         """Make endpoints called ``name`` (or matching it) go ``Failed`` with ``reason``."""
         self._require(self.control_plane).fail_endpoint(name, reason)
 
+    def fail_component(self, name: str) -> None:
+        """Make inference components called ``name`` (or matching it, ``fnmatch``) go
+        ``Failed`` (a failed ping health check) instead of ``InService``."""
+        manager = self._require(self.scaling).manager
+        with self._require(self.control_plane)._lock:
+            manager.fail_patterns.append(name)
+
     def clear_faults(self) -> None:
-        """Clear the runtime server's fault and the control plane's failing endpoints."""
+        """Clear the runtime server's fault, the control plane's failing endpoints and the
+        failing inference components."""
         self._require(self.runtime).set_fault(None)
         self._require(self.control_plane).clear_faults()
+        with self._require(self.control_plane)._lock:
+            self._require(self.scaling).manager.fail_patterns.clear()
+
+    # ----------------------------------------------------------------- scaling
+
+    def scaling_events(self) -> list[dict[str, Any]]:
+        """Every scaling event so far, oldest first: ``{"time_s" (simulated seconds),
+        "kind" (component, copies, instances, alarm, scaling), "resource", "message",
+        ...}``. They are logged on the ``common.local.scaling`` logger too."""
+        return list(self._require(self.scaling).events())
+
+    def advance(self, seconds: float) -> None:
+        """Move a ``ManualClock`` forward ``seconds`` in 10 s steps, evaluating the scaling
+        model at each step.
+
+        Raises:
+            LocalStackError: the stand-in runs on a clock that moves by itself.
+        """
+        from common.local.clock import ManualClock
+
+        if not isinstance(self.clock, ManualClock):
+            raise LocalStackError("advance() needs LocalStack(clock=ManualClock()); this "
+                                  "stand-in's clock moves by itself")
+        scaling = self._require(self.scaling)
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            self.clock.advance(min(10.0, end - self.clock.now()))
+            scaling.tick()
 
     def _require(self, value: Any) -> Any:
         if value is None:

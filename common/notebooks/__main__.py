@@ -2,8 +2,9 @@
 
     python -m common.notebooks render            # write the twelve notebooks from the presets
     python -m common.notebooks render --check    # exit 1 listing notebooks that differ
-    python -m common.notebooks new --model-id codellama/CodeLlama-7b-Instruct-hf \\
-        --container tgi --instance-type ml.g5.2xlarge --out my-recipes/codellama-7b
+    python -m common.notebooks new --model-id meta-llama/Llama-3.1-8B-Instruct \\
+        --container tgi --out my-recipes/llama-3.1-8b     # reads the model, picks the rest
+    python -m common.notebooks variants          # the table of what `new` picks per variant
 """
 
 from __future__ import annotations
@@ -41,13 +42,53 @@ def build_parser() -> argparse.ArgumentParser:
     new = commands.add_parser("new", help="write a deploy/inference pair for another model")
     new.add_argument("--model-id", required=True, help="Hugging Face id, e.g. meta-llama/...")
     new.add_argument("--container", required=True, choices=CONTAINERS)
-    new.add_argument("--instance-type", required=True, help="e.g. ml.g5.2xlarge")
     new.add_argument("--out", required=True, type=Path, help="the folder to write the pair to")
-    new.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="llama2",
-                     help="llama2 (Llama 2, Code Llama) or llama3 (default: llama2)")
-    new.add_argument("--base-size", choices=SIZES, default="7b",
-                     help="the Llama 2 preset to start from (default: 7b)")
+    new.add_argument("--instance-type", default=None,
+                     help="override: this instance instead of the cheapest that fits")
+    new.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=None,
+                     help="override: a built-in prompt builder instead of the model's own "
+                          "chat template")
+    new.add_argument("--max-total-tokens", type=int, default=None,
+                     help="override: MAX_TOTAL_TOKENS / max_model_len instead of what the KV "
+                          "cache holds")
+    new.add_argument("--params-billion", type=float, default=None,
+                     help="the parameter count, when the Hub cannot be read (with "
+                          "--instance-type, --prompt-format and --max-total-tokens)")
+    new.add_argument("--base-size", choices=SIZES, default=None,
+                     help="override: start from this Llama 2 preset instead of the model's "
+                          "facts (needs --instance-type and --prompt-format)")
+    new.add_argument("--revision", default=None, help="the model's branch, tag or commit")
+    variants = commands.add_parser(
+        "variants", help="print what `new` picks for every variant the stand-in knows")
+    variants.add_argument("--container", choices=CONTAINERS, default="tgi")
     return parser
+
+
+def variants_table(container: str = "tgi") -> str:
+    """Return a Markdown table of the instance and limits ``new`` picks for each variant of
+    the stand-in's offline hub (read with the real code from the facts it serves)."""
+    from common.local.variants import VARIANTS, variant_files
+    from common.model_facts import model_facts_from_files
+    from common.sizing import size_deployment
+
+    rows = ["| model | instance | GPUs | weights | KV bytes/token | KV cache (tokens) | "
+            "MAX_TOTAL_TOKENS | MAX_INPUT_TOKENS |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for repo_id in VARIANTS:
+        files = variant_files(repo_id) or {}
+        facts = model_facts_from_files(repo_id, files["config.json"],
+                                       files["tokenizer_config.json"],
+                                       files["generation_config.json"],
+                                       files["model.safetensors.index.json"])
+        sizing = size_deployment(facts, container)
+        preset = sizing.preset
+        rows.append(
+            f"| `{repo_id}` | {sizing.instance.name} | {sizing.instance.gpus} x "
+            f"{sizing.instance.gpu_model} | {preset.weights_gib:.1f} GiB | "
+            f"{facts.kv_bytes_per_token:,} ({facts.kv_bytes_per_token // 1024} KiB) | "
+            f"{sizing.kv_cache_tokens:,} | {preset.max_total_tokens:,} | "
+            f"{preset.max_input_tokens:,} |")
+    return "\n".join(rows) + "\n"
 
 
 def main(argv: Sequence[str] | None = None, out=sys.stdout) -> int:
@@ -68,9 +109,14 @@ def main(argv: Sequence[str] | None = None, out=sys.stdout) -> int:
             out.write(f"wrote {path}\n")
         out.write(f"{len(written)} notebook(s) written, the rest unchanged.\n")
         return 0
+    if args.command == "variants":
+        out.write(variants_table(args.container))
+        return 0
     try:
         paths = new_pair(args.model_id, args.container, args.instance_type, args.out,
-                         prompt_format=args.prompt_format, base_size=args.base_size)
+                         prompt_format=args.prompt_format, base_size=args.base_size,
+                         params_billion=args.params_billion,
+                         max_total_tokens=args.max_total_tokens, revision=args.revision)
     except (RecipeError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -11,6 +11,7 @@ and a committed notebook can be compared with a fresh render exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,8 @@ __all__ = [
     "render_all",
     "render_notebook",
     "render_recipe",
+    "render_scale",
+    "scale_path",
     "write_notebooks",
 ]
 
@@ -46,6 +49,8 @@ TEMPLATE_DIR = Path(__file__).with_name("templates")
 SIZES = ("7b", "13b", "70b")
 CONTAINERS = ("tgi", "lmi")
 PROMPT_FORMATS = ("llama2", "llama3")
+"""The built-in prompt builders ``--prompt-format`` can pick; by default a new pair renders the
+model's own chat template (``"template"``)."""
 
 _CELL_MARKER = re.compile(r"^%%% (markdown|code)[ \t]*$")
 _KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -86,6 +91,13 @@ class Recipe:
         hardware: a few words on the instance's GPUs, e.g. ``1 x NVIDIA A10G, 24 GiB``.
         price_per_hour: approximate on-demand USD per hour, or ``None`` when unknown.
         container_version: the image version the preset pins (``3.3.6`` for TGI).
+        max_instances: the scale notebook's ``ManagedInstanceScaling`` maximum
+            (:func:`common.presets.scaling_settings`).
+        family / licence_name / licence_url: the model family and its licence, for the prose
+            (empty for the Llama 2 recipes, whose wording is fixed).
+        preset_code: Python source of the deploy notebook's settings cell, replacing the
+            ``get_preset`` + ``dataclasses.replace`` cell (empty: that cell).
+        sizing_note: markdown that states the instance and token limits chosen and why.
     """
 
     container: str
@@ -103,6 +115,12 @@ class Recipe:
     hardware: str
     price_per_hour: float | None
     container_version: str
+    max_instances: int = 2
+    family: str = ""
+    licence_name: str = ""
+    licence_url: str = ""
+    preset_code: str = ""
+    sizing_note: str = ""
 
     @property
     def deploy_path(self) -> PurePosixPath:
@@ -113,6 +131,16 @@ class Recipe:
     def inference_path(self) -> PurePosixPath:
         """The inference notebook's path relative to the output root."""
         return self.directory / self.inference_name
+
+    @property
+    def scale_name(self) -> str:
+        """The scale notebook's file name (``3-scale-<stem>-<container>.ipynb``)."""
+        return self.deploy_name.replace("1-deploy-", "3-scale-", 1)
+
+    @property
+    def scale_path(self) -> PurePosixPath:
+        """The scale notebook's path relative to the output root."""
+        return self.directory / self.scale_name
 
     def context(self) -> dict[str, Any]:
         """Return the template variables of this recipe."""
@@ -139,6 +167,13 @@ class Recipe:
             "slug": self.slug,
             "deploy_notebook": self.deploy_name,
             "inference_notebook": self.inference_name,
+            "scale_notebook": self.scale_name,
+            "max_instances": self.max_instances,
+            "family": self.family,
+            "licence_name": self.licence_name,
+            "licence_url": self.licence_url,
+            "preset_code": self.preset_code,
+            "sizing_note": self.sizing_note,
         }
 
 
@@ -193,7 +228,7 @@ def recipe_for(container: str, size: str) -> Recipe:
     Raises:
         ValueError: for an unknown container or size.
     """
-    from common.presets import get_preset
+    from common.presets import get_preset, scaling_settings
 
     _check_choice("container", container, CONTAINERS)
     _check_choice("size", size, SIZES)
@@ -216,6 +251,7 @@ def recipe_for(container: str, size: str) -> Recipe:
         hardware=hardware,
         price_per_hour=price,
         container_version=preset.container_version,
+        max_instances=scaling_settings(preset).max_instances,
     )
 
 
@@ -243,47 +279,146 @@ def _slug(text: str) -> str:
 def new_recipe(
     model_id: str,
     container: str,
-    instance_type: str,
+    instance_type: str | None = None,
     *,
-    prompt_format: str = "llama2",
-    base_size: str = "7b",
+    prompt_format: str | None = None,
+    base_size: str | None = None,
+    params_billion: float | None = None,
+    max_total_tokens: int | None = None,
+    token: str | None = None,
+    revision: str | None = None,
 ) -> Recipe:
-    """Return a :class:`Recipe` for another Llama variant on a chosen instance.
+    """Return a :class:`Recipe` for another Llama variant, from what the model says itself.
 
-    The notebooks start from the ``base_size`` preset of ``container`` and replace its model
-    id, instance type and GPU count (``preset.validate()`` in the notebook then checks that
-    the model fits the instance).
+    With only ``model_id`` and ``container``, the model's facts are read from the Hub
+    (:func:`common.model_facts.read_model_facts`): the instance and the token limits come from
+    :func:`common.sizing.size_deployment` (the cheapest instance that holds the weights, with
+    a GPU count dividing the heads; ``MAX_TOTAL_TOKENS`` from its KV cache, capped by the
+    context length), and the inference notebook renders the model's own chat template with
+    :func:`common.prompt_builder_for`. Every other argument is an override.
 
     Args:
-        model_id: the Hugging Face model id, e.g. ``codellama/CodeLlama-7b-Instruct-hf``.
+        model_id: the Hugging Face model id, e.g. ``meta-llama/Llama-3.1-8B-Instruct``.
         container: ``"tgi"`` or ``"lmi"``.
-        instance_type: e.g. ``ml.g5.2xlarge``; must be in the presets' instance table.
-        prompt_format: ``"llama2"`` (Llama 2 and Code Llama) or ``"llama3"``.
-        base_size: the Llama 2 preset whose token limits and settings are the starting point.
+        instance_type: use this instance; :meth:`Preset.validate` explains why it does not fit.
+        prompt_format: ``"llama2"`` or ``"llama3"``: use that built-in builder instead of the
+            model's template.
+        base_size: start from the Llama 2 preset of this size (``"7b"``, ...) instead of the
+            model's facts (the previous behaviour; needs ``instance_type``).
+        params_billion / max_total_tokens: with ``instance_type`` and ``prompt_format``, write
+            the pair without reading the Hub at all.
+        token / revision: for the Hub (default: ``HF_TOKEN``, ``main``).
 
     Raises:
         ValueError: for an unknown container, prompt format or base size, or a model id that
             is not ``owner/name``.
-        PresetError: for an instance type the presets do not know.
+        common.errors.ModelFactsError: a file cannot be read from the Hub; the message says
+            which, why, and the flag that supplies the fact by hand.
+        PresetError: for an instance type the presets do not know, or one that cannot serve
+            the model.
     """
-    from common.presets import get_preset, instance_info, size_from_model_id
-
     _check_choice("container", container, CONTAINERS)
-    _check_choice("prompt_format", prompt_format, PROMPT_FORMATS)
-    _check_choice("base_size", base_size, SIZES)
+    if prompt_format is not None:
+        _check_choice("prompt_format", prompt_format, PROMPT_FORMATS)
+    if base_size is not None:
+        _check_choice("base_size", base_size, SIZES)
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
         raise ValueError(f"model_id must look like 'owner/name' (a Hugging Face id); got "
                          f"{model_id!r}")
+    if base_size is not None or (instance_type and prompt_format and params_billion
+                                 and max_total_tokens):
+        return _manual_recipe(model_id, container, instance_type, prompt_format=prompt_format,
+                              base_size=base_size, params_billion=params_billion,
+                              max_total_tokens=max_total_tokens)
+    from common.model_facts import read_model_facts
+    from common.sizing import size_deployment
+
+    facts = read_model_facts(model_id, token=token, revision=revision)
+    if prompt_format is None:
+        facts.prompt_builder()  # raises, with the flag to use, when there is no template
+    sizing = size_deployment(facts, container, instance_type=instance_type)
+    limits = {} if max_total_tokens is None else _token_limits(max_total_tokens)
+    if limits:
+        dataclasses.replace(sizing.preset, **limits).validate()  # what the notebook checks
+    return _recipe(model_id, container, sizing.instance.name,
+                   prompt_format=prompt_format or "template",
+                   preset_code=_sizing_code(model_id, container, sizing, limits),
+                   sizing_note=_sizing_note(sizing))
+
+
+def _token_limits(max_total_tokens: int) -> dict[str, int]:
+    from common.sizing import token_limits
+
+    return token_limits(max_total_tokens)
+
+
+def _sizing_code(model_id: str, container: str, sizing: Any, limits: dict[str, int]) -> str:
+    instance = f', instance_type="{sizing.instance.name}"' if sizing.overridden else ""
+    lines = [f'MODEL_ID = "{model_id}"',
+             "facts = common.read_model_facts(MODEL_ID, token=hf_token)",
+             f'sizing = common.size_deployment(facts, "{container}"{instance})',
+             "print(sizing.explain())",
+             "preset = sizing.preset"]
+    if limits:
+        edits = ", ".join(f"{name}={value}" for name, value in limits.items())
+        lines.append(f"preset = dataclasses.replace(preset, {edits})")
+    lines += ["preset.validate()", "preset"]
+    return "\n".join(lines)
+
+
+def _sizing_note(sizing: Any) -> str:
+    facts, preset, instance = sizing.facts, sizing.preset, sizing.instance
+    how = ("the instance you chose" if sizing.overridden
+           else "the cheapest instance of the table whose GPUs hold the weights")
+    return (
+        f"`common.size_deployment` picks `{instance.name}` ({how}; {instance.gpus} GPU(s) "
+        f"divide the {facts.num_attention_heads} attention and {facts.num_kv_heads} KV heads) "
+        f"and sets `MAX_TOTAL_TOKENS` (`max_model_len`) to **{preset.max_total_tokens:,}** "
+        f"tokens from what its KV cache holds: {facts.kv_bytes_per_token:,} bytes per token "
+        f"(2 x {facts.num_layers} layers x {facts.num_kv_heads} KV heads x {facts.head_dim} "
+        f"head dim x 2 bytes) into {sizing.kv_cache_bytes / 1024**3:.1f} GiB left after "
+        f"{preset.weights_gib:.1f} GiB of weights = {sizing.kv_cache_tokens:,} tokens, for 4 "
+        f"full requests at once, capped by the model's {facts.max_position_embeddings:,} "
+        f"positions. `MAX_INPUT_TOKENS` is {preset.max_input_tokens:,}. The cell below reads the "
+        "same facts from the Hub and prints this arithmetic.")
+
+
+def _manual_recipe(model_id: str, container: str, instance_type: str | None, *,
+                   prompt_format: str | None, base_size: str | None,
+                   params_billion: float | None, max_total_tokens: int | None) -> Recipe:
+    """The pair without the Hub: every fact given by hand (or a Llama 2 base preset)."""
+    from common.presets import custom_preset, instance_info, size_from_model_id
+
+    if not instance_type or not prompt_format:
+        raise ValueError("without the Hub, give --instance-type and --prompt-format "
+                         "(and --params-billion, --max-total-tokens) explicitly")
     info = instance_info(instance_type)
-    base = get_preset(base_size, container)
-    slug = _slug(model_id.rsplit("/", 1)[-1].removesuffix("-hf"))
+    params = params_billion or size_from_model_id(model_id)
     edits = (f'model_id="{model_id}", instance_type="{instance_type}", '
              f"num_gpus={info.gpus}")
-    params_billion = size_from_model_id(model_id)
-    if params_billion is not None:
-        # The GPU-memory check in preset.validate() needs the new model's size.
-        edits += f", params_billion={params_billion:g}"
+    if params is not None:
+        edits += f", params_billion={params:g}"
+    limits = {} if max_total_tokens is None else _token_limits(max_total_tokens)
+    edits += "".join(f", {name}={value}" for name, value in limits.items())
+    base = base_size or "7b"
+    if params is not None:  # check now what the notebook will check
+        custom_preset(model_id, container, instance_type, params_billion=params, **limits)
+    return _recipe(model_id, container, instance_type, prompt_format=prompt_format,
+                   preset_args=f'"{base}", "{container}"', preset_edits=edits)
+
+
+def _recipe(model_id: str, container: str, instance_type: str, *, prompt_format: str,
+            preset_args: str = "", preset_edits: str = "", preset_code: str = "",
+            sizing_note: str = "") -> Recipe:
+    from common.model_facts import LICENCES, model_family
+    from common.presets import LMI_VERSION, TGI_VERSION, instance_info
+
+    info = instance_info(instance_type)
+    slug = _slug(model_id.rsplit("/", 1)[-1].removesuffix("-hf"))
     hardware, price = _hardware(instance_type)
+    family = model_family(model_id) or "Llama"
+    licence_name, licence_url = LICENCES.get(
+        family, ("the licence on the model page", f"https://huggingface.co/{model_id}"))
     return Recipe(
         container=container,
         model_id=model_id,
@@ -292,14 +427,19 @@ def new_recipe(
         directory=PurePosixPath("."),
         deploy_name=f"1-deploy-{slug}-{container}.ipynb",
         inference_name=f"2-inference-{slug}-{container}-streaming.ipynb",
-        preset_args=f'"{base_size}", "{container}"',
-        preset_edits=edits,
+        preset_args=preset_args,
+        preset_edits=preset_edits,
         prompt_format=prompt_format,
         slug=f"{slug}-{container}"[:40].strip("-"),
         num_gpus=info.gpus,
         hardware=hardware,
         price_per_hour=price,
-        container_version=base.container_version,
+        container_version=TGI_VERSION if container == "tgi" else LMI_VERSION,
+        family=family,
+        licence_name=licence_name,
+        licence_url=licence_url,
+        preset_code=preset_code,
+        sizing_note=sizing_note,
     )
 
 
@@ -392,15 +532,39 @@ def render_recipe(recipe: Recipe) -> dict[PurePosixPath, str]:
     }
 
 
+def render_scale(recipe: Recipe) -> dict[PurePosixPath, str]:
+    """Render one recipe's scale notebook (inference components and autoscaling).
+
+    Returns:
+        ``{relative path: notebook text}``.
+    """
+    return {recipe.scale_path: notebook_text(
+        render_notebook(f"{recipe.container}-scale.ipynb.j2", recipe.context()))}
+
+
+def scale_path(container: str, size: str, root: Path = REPO_ROOT) -> Path:
+    """Return the scale notebook's path of one of the six Llama 2 recipes.
+
+    Raises:
+        ValueError: for an unknown container or size.
+    """
+    _check_choice("container", container, CONTAINERS)
+    _check_choice("size", size, SIZES)
+    directory, deploy, _ = _recipe_names(container, size)
+    return root / directory / deploy.replace("1-deploy-", "3-scale-", 1)
+
+
 def render_all() -> dict[PurePosixPath, str]:
-    """Render all twelve recipe notebooks from the presets.
+    """Render every recipe notebook from the presets: deploy, inference and scale.
 
     Returns:
         ``{path relative to the repository root: notebook text}``, in recipe order.
     """
     rendered: dict[PurePosixPath, str] = {}
     for container, size in RECIPES:
-        rendered.update(render_recipe(recipe_for(container, size)))
+        recipe = recipe_for(container, size)
+        rendered.update(render_recipe(recipe))
+        rendered.update(render_scale(recipe))
     return rendered
 
 
@@ -422,7 +586,7 @@ def write_notebooks(rendered: Mapping[PurePosixPath, str], root: Path) -> list[P
 
 
 def check_notebooks(root: Path = REPO_ROOT) -> list[PurePosixPath]:
-    """Return the twelve notebooks' paths that are missing or differ from a fresh render."""
+    """Return the recipe notebooks' paths that are missing or differ from a fresh render."""
     differing = []
     for relative, text in render_all().items():
         path = root / relative
@@ -434,26 +598,26 @@ def check_notebooks(root: Path = REPO_ROOT) -> list[PurePosixPath]:
 def new_pair(
     model_id: str,
     container: str,
-    instance_type: str,
-    out: Path,
-    *,
-    prompt_format: str = "llama2",
-    base_size: str = "7b",
+    instance_type: str | None = None,
+    out: Path | None = None,
+    **overrides: Any,
 ) -> list[Path]:
     """Write a deploy + inference notebook pair for another Llama variant into ``out``.
 
-    See :func:`new_recipe` for the arguments. The notebooks install the requirements with
-    ``%pip install -q -r ../../requirements.txt``; put ``out`` two levels below the
-    repository root (as the recipes are) or edit that line.
+    See :func:`new_recipe` for the arguments (``overrides`` are its keyword arguments). The
+    notebooks install the requirements with ``%pip install -q -r ../../requirements.txt``; put
+    ``out`` two levels below the repository root (as the recipes are) or edit that line.
 
     Returns:
         The two notebook paths.
 
     Raises:
-        ValueError, common.errors.PresetError: as :func:`new_recipe`.
+        ValueError, common.errors.ModelFactsError, common.errors.PresetError: as
+            :func:`new_recipe`.
     """
-    recipe = new_recipe(model_id, container, instance_type, prompt_format=prompt_format,
-                        base_size=base_size)
+    if out is None:
+        raise ValueError("out: give the folder to write the pair to")
+    recipe = new_recipe(model_id, container, instance_type, **overrides)
     rendered = render_recipe(recipe)
     write_notebooks(rendered, out)
     return [out / relative for relative in rendered]

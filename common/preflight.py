@@ -1,0 +1,618 @@
+"""Pre-flight checks: fail in seconds, before anything is created, instead of after a long wait.
+
+:func:`preflight` checks what most often breaks a deploy at the end of a 10 to 30 minute
+wait, or halfway through a download, and reports every problem at once with its fix:
+
+* **Instance quota** -- Service Quotas (``list_service_quotas``, service code ``sagemaker``),
+  the quota named ``"<instance type> for endpoint usage"``, against the instances the account's
+  endpoints already use plus the new ones. SageMaker's default for most GPU instance types is
+  0 in a new account.
+* **Model access** -- ``HfApi.auth_check`` on the gated model: a missing token, or a token
+  whose account has not accepted the licence, fails here instead of inside the container.
+* **Notebook disk** -- ``shutil.disk_usage`` of the staging folder against what the chosen way
+  of moving the weights needs: the largest file for the one-file-at-a-time copy
+  (:func:`common.weights.copy_weights_to_s3`), the whole model for a snapshot download, nothing
+  when the container downloads from the Hub itself.
+* **Execution role** -- ``iam.get_role``: the trust policy lets ``sagemaker.amazonaws.com``
+  assume it; and, when the weights go through S3, its identity policies allow reading and
+  writing the artifacts bucket.
+
+A check that cannot be made (no permission to read quotas, no connection to the Hub) is
+reported as *not checked* with the reason -- never as passed. The report shows as a table
+(HTML in Jupyter, text elsewhere); :class:`~common.errors.PreflightError` lists every failure.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import html
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from common.errors import DeploymentError, PreflightError
+from common.weights import format_bytes, list_weight_files
+
+__all__ = [
+    "FAILED",
+    "NOT_CHECKED",
+    "PASSED",
+    "WEIGHTS_COPY",
+    "WEIGHTS_HUB",
+    "WEIGHTS_SNAPSHOT",
+    "CheckResult",
+    "PreflightReport",
+    "preflight",
+    "quota_console_url",
+]
+
+PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not checked"
+
+WEIGHTS_COPY = "copy"
+"""LMI: the notebook copies the weights to S3 one file at a time (disk: the largest file)."""
+WEIGHTS_SNAPSHOT = "snapshot"
+"""LMI: the notebook downloads the whole snapshot, then uploads it (disk: the whole model)."""
+WEIGHTS_HUB = "hub"
+"""The container downloads the weights from the Hub itself (TGI; LMI with ``HF_MODEL_ID``)."""
+
+_WEIGHT_MODES = (WEIGHTS_COPY, WEIGHTS_SNAPSHOT, WEIGHTS_HUB)
+_SHARD_ESTIMATE_BYTES = 10 * 10**9  # the Llama 2 repositories shard at 10 GB
+_DISK_MARGIN = 1.05  # 5 % for the download's metadata and the file system's own use
+_ACTIVE = ("Creating", "InService", "Updating", "SystemUpdating", "RollingBack")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One pre-flight check.
+
+    Attributes:
+        check: what was checked, e.g. ``"Instance quota"``.
+        status: ``"passed"``, ``"failed"`` or ``"not checked"``.
+        detail: what was found (for ``not checked``: why it could not be checked).
+        fix: for a failure, exactly what to do; empty otherwise.
+    """
+
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """Every check's result, shown as a table (HTML in Jupyter, text elsewhere)."""
+
+    results: tuple[CheckResult, ...]
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        """The failed checks."""
+        return [r for r in self.results if r.status == FAILED]
+
+    @property
+    def not_checked(self) -> list[CheckResult]:
+        """The checks that could not be made."""
+        return [r for r in self.results if r.status == NOT_CHECKED]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed (checks that could not be made are not failures)."""
+        return not self.failures
+
+    def raise_for_failures(self) -> PreflightReport:
+        """Return ``self``, or raise :class:`PreflightError` listing every failure."""
+        if self.failures:
+            raise PreflightError(self)
+        return self
+
+    def __str__(self) -> str:
+        width = max(len(r.check) for r in self.results)
+        lines = []
+        for r in self.results:
+            lines.append(f"{r.check:<{width}}  {r.status.upper():<11}  {r.detail}")
+            if r.fix:
+                lines.append(f"{'':<{width}}  {'':<11}  Fix: {r.fix}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        colours = {PASSED: "#1a7f37", FAILED: "#cf222e", NOT_CHECKED: "#9a6700"}
+        rows = "".join(
+            "<tr>"
+            f"<th style='text-align:left'>{html.escape(r.check)}</th>"
+            f"<td style='text-align:left;color:{colours.get(r.status, 'inherit')}'>"
+            f"<b>{html.escape(r.status)}</b></td>"
+            f"<td style='text-align:left'>{html.escape(r.detail)}"
+            + (f"<br><b>Fix:</b> {html.escape(r.fix)}" if r.fix else "")
+            + "</td></tr>"
+            for r in self.results)
+        return ("<table class='preflight'><tr><th>check</th><th>result</th>"
+                f"<th>details and fix</th></tr>{rows}</table>")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The network errors of the HTTP client huggingface_hub uses (httpx2 in 2.x, else httpx)."""
+    try:
+        import httpx2 as httpx
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
+    return (httpx.TransportError, OSError)
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", type(exc).__name__))
+
+
+def _aws_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def quota_console_url(region: str, quota_code: str | None = None) -> str:
+    """Return the Service Quotas console page of SageMaker's quotas (or of one quota)."""
+    base = (f"https://{region}.console.aws.amazon.com/servicequotas/home/services/"
+            "sagemaker/quotas")
+    return f"{base}/{quota_code}" if quota_code else base
+
+
+# --------------------------------------------------------------------------- quota
+
+
+def _endpoint_instances_in_use(sagemaker: Any, instance_type: str) -> tuple[float, list[str]]:
+    """(instances of ``instance_type`` the account's active endpoints run, endpoints whose
+    configuration could not be read)."""
+    used, unknown = 0.0, []
+    for page in sagemaker.get_paginator("list_endpoints").paginate():
+        for endpoint in page.get("Endpoints", []):
+            if endpoint.get("EndpointStatus") not in _ACTIVE:
+                continue
+            name = endpoint["EndpointName"]
+            try:
+                described = sagemaker.describe_endpoint(EndpointName=name)
+                config = sagemaker.describe_endpoint_config(
+                    EndpointConfigName=described["EndpointConfigName"])
+            except _aws_errors():  # deleted meanwhile, or its configuration was deleted
+                unknown.append(name)
+                continue
+            for variant in config.get("ProductionVariants", []):
+                if variant.get("InstanceType") == instance_type:
+                    used += float(variant.get("InitialInstanceCount") or 0)
+    return used, unknown
+
+
+def check_quota(session: Any, region: str, instance_type: str,
+                instance_count: int = 1) -> CheckResult:
+    """Check the account's endpoint quota for ``instance_type`` (see :func:`preflight`)."""
+    check = "Instance quota"
+    name = f"{instance_type} for endpoint usage"
+    errors = _aws_errors()
+    try:
+        quotas = session.client("service-quotas", region_name=region)
+        found = None
+        for page in quotas.get_paginator("list_service_quotas").paginate(ServiceCode="sagemaker"):
+            found = next((q for q in page.get("Quotas", []) if q.get("QuotaName") == name), None)
+            if found is not None:
+                break
+    except errors as exc:
+        return CheckResult(check, NOT_CHECKED,
+                           f"could not read Service Quotas for SageMaker in {region} "
+                           f"({_error_code(exc)}: {exc}); the role needs "
+                           f"servicequotas:ListServiceQuotas. Check '{name}' yourself at "
+                           f"{quota_console_url(region)}")
+    if found is None:
+        return CheckResult(check, NOT_CHECKED,
+                           f"Service Quotas lists no quota named '{name}' in {region}: the "
+                           f"instance type may not exist there; see {quota_console_url(region)}")
+    limit = float(found.get("Value", 0))
+    code = found.get("QuotaCode")
+    usage_note = ""
+    try:
+        used, unknown = _endpoint_instances_in_use(
+            session.client("sagemaker", region_name=region), instance_type)
+        if unknown:
+            usage_note = (f" (not counted: {len(unknown)} endpoint(s) whose configuration "
+                          f"could not be read, e.g. {unknown[0]})")
+    except errors as exc:
+        used = 0.0
+        usage_note = f" (the instances already in use could not be counted: {_error_code(exc)})"
+    needed = used + instance_count
+    detail = (f"'{name}' is {limit:g} in {region}; endpoints already use {used:g}, this one "
+              f"needs {instance_count}{usage_note}")
+    if needed <= limit:
+        return CheckResult(check, PASSED, detail)
+    fix = (f"Request an increase of '{name}' (quota code {code}) to at least {needed:g} in "
+           f"{region}: {quota_console_url(region, code)} -> 'Request increase at account "
+           f"level', or run boto3.client('service-quotas', region_name='{region}')"
+           f".request_service_quota_increase(ServiceCode='sagemaker', QuotaCode='{code}', "
+           f"DesiredValue={needed:g}). Increases can take hours to days; meanwhile pick an "
+           "instance type you have quota for (dataclasses.replace(preset, instance_type=..., "
+           "num_gpus=...)), or delete endpoints you no longer need.")
+    return CheckResult(check, FAILED, detail, fix)
+
+
+# --------------------------------------------------------------------------- model access
+
+
+def check_model_access(model_id: str, hf_token: str | None, *,
+                       endpoint: str | None = None) -> CheckResult:
+    """Check that ``hf_token`` may download the (gated) model (see :func:`preflight`)."""
+    check = "Model access"
+    page = f"https://huggingface.co/{model_id}"
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    token = (hf_token or "").strip()
+    if not token:
+        from huggingface_hub import get_token
+
+        token = get_token() or ""
+    no_token = CheckResult(
+        check, FAILED, f"no Hugging Face token: {model_id} is gated and cannot be "
+        "downloaded without one",
+        f"Create a read token at https://huggingface.co/settings/tokens with the account "
+        f"that accepted the licence on {page}, then export HF_TOKEN before starting Jupyter "
+        "or paste it when the notebook asks.")
+    try:
+        HfApi(endpoint=endpoint).auth_check(model_id, token=token or False)
+        if not token:
+            return CheckResult(check, PASSED, f"{model_id} is public: no token needed")
+    except GatedRepoError as exc:
+        if not token:
+            return no_token
+        message = getattr(exc, "server_message", "") or str(exc).splitlines()[-1]
+        return CheckResult(
+            check, FAILED, f"the token's account may not download {model_id}: {message}",
+            f"Open {page} logged in as the token's account, accept the model's licence "
+            "(Meta's, for Llama) and submit the form (access is granted after a review, "
+            "usually within an hour); then run this cell again. Or use a token of an account "
+            "that has access.")
+    except RepositoryNotFoundError as exc:
+        if not token:  # the Hub answers 401 for a gated or private repository without a token
+            return no_token
+        return CheckResult(
+            check, FAILED, f"the Hub answers that {model_id} does not exist or this token "
+            f"cannot see it ({str(exc).splitlines()[0]})",
+            f"Check the model id ({page}) and that the token is valid and has the 'read' "
+            "role (https://huggingface.co/settings/tokens).")
+    except OfflineModeIsEnabled:
+        return CheckResult(check, NOT_CHECKED, "HF_HUB_OFFLINE is set: huggingface_hub "
+                           "sends no request in offline mode, so access could not be asked")
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status == 401:
+            return CheckResult(
+                check, FAILED, f"the Hub refused the token ({str(exc).splitlines()[0]})",
+                "The token is invalid or revoked: create a new read token at "
+                "https://huggingface.co/settings/tokens and set HF_TOKEN to it.")
+        return CheckResult(check, NOT_CHECKED, f"the Hub could not be asked ({exc})")
+    except _transport_errors() as exc:  # no connection, a proxy in the way, a timeout
+        return CheckResult(check, NOT_CHECKED,
+                           f"the Hub could not be reached ({type(exc).__name__}: {exc})")
+    return CheckResult(check, PASSED, f"the token may download {model_id}")
+
+
+# --------------------------------------------------------------------------- disk
+
+
+def _weight_sizes(preset: Any, token: str | None, endpoint: str | None, *,
+                  ask_hub: bool = True) -> tuple[int, int, str]:
+    """(total, largest file, where the numbers come from)."""
+    total = int(preset.weights_gib * 1024**3)
+    estimate = (total, min(total, _SHARD_ESTIMATE_BYTES),
+                f"estimated from the preset's {preset.params_billion:g} B parameters")
+    if not ask_hub:  # the access check failed or could not reach the Hub: do not wait again
+        return estimate[0], estimate[1], estimate[2] + ": the Hub's file list is out of reach"
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        files = list_weight_files(preset.model_id, token=token or None, endpoint=endpoint)
+    except (HfHubHTTPError, *_transport_errors()) as exc:  # no access, no connection
+        return (estimate[0], estimate[1],
+                f"{estimate[2]}: the Hub's file list could not be read, {type(exc).__name__}")
+    if not files:
+        return 0, 0, "the Hub lists no weight files"
+    return (sum(f.size for f in files), max(f.size for f in files),
+            f"{len(files)} files on the Hub")
+
+
+def check_disk(preset: Any, weights: str, *, staging_dir: str,
+               disk_free: Callable[[str], int], hf_token: str | None = None,
+               endpoint: str | None = None, ask_hub: bool = True) -> CheckResult:
+    """Check the notebook's free disk against what ``weights`` needs (see :func:`preflight`)."""
+    check = "Notebook disk"
+    if weights == WEIGHTS_HUB:
+        who = "TGI" if preset.container == "tgi" else "LMI (HF_MODEL_ID)"
+        return CheckResult(check, PASSED, f"no local copy: {who} downloads the weights inside "
+                                          "the endpoint")
+    try:
+        free = int(disk_free(staging_dir))
+    except OSError as exc:
+        return CheckResult(check, NOT_CHECKED, f"could not read the free space of "
+                                               f"{staging_dir}: {exc}")
+    total, largest, source = _weight_sizes(preset, hf_token, endpoint, ask_hub=ask_hub)
+    needed = int((largest if weights == WEIGHTS_COPY else total) * _DISK_MARGIN)
+    what = ("the largest file (one file at a time)" if weights == WEIGHTS_COPY
+            else "the whole model (snapshot download)")
+    detail = (f"{format_bytes(free)} free in {staging_dir}; the copy needs "
+              f"{format_bytes(needed)} for {what}; model {format_bytes(total)}, largest file "
+              f"{format_bytes(largest)} ({source})")
+    if free >= needed:
+        return CheckResult(check, PASSED, detail)
+    space = max(5, int(-(-needed * 1.2 // 1e9)) + 1)
+    options = [f"give the space more storage: in SageMaker Studio stop the space, set its "
+               f"storage to at least {space} GB (Edit space -> Storage) and start it again"]
+    if weights == WEIGHTS_SNAPSHOT:
+        options.append(f"copy one file at a time with common.copy_weights_to_s3 (needs "
+                       f"{format_bytes(largest * _DISK_MARGIN)})")
+    options.append("or skip the local copy: let LMI load the weights from the Hub itself "
+                   f"(option.model_id / HF_MODEL_ID = '{preset.model_id}' and HF_TOKEN; the "
+                   "endpoint needs internet access), then run preflight(..., weights='hub')")
+    if staging_dir != tempfile.gettempdir():
+        options.insert(1, "free space in the staging folder")
+    return CheckResult(check, FAILED, detail, "; ".join(options) + ".")
+
+
+# --------------------------------------------------------------------------- role
+
+
+def _documents(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return json.loads(unquote(value))
+    return dict(value or {})
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document.get("Statement", [])
+    return [statements] if isinstance(statements, dict) else list(statements)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _trusts_sagemaker(document: dict[str, Any]) -> bool:
+    for statement in _statements(document):
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = _as_list(statement.get("Action"))
+        if not any(fnmatch.fnmatch("sts:assumerole", a.lower()) for a in actions):
+            continue
+        principal = statement.get("Principal")
+        if principal == "*":
+            return True
+        if isinstance(principal, dict) and "sagemaker.amazonaws.com" in _as_list(
+                principal.get("Service")):
+            return True
+    return False
+
+
+def _role_statements(iam: Any, role_name: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
+        for name in page.get("PolicyNames", []):
+            document = iam.get_role_policy(RoleName=role_name, PolicyName=name)
+            statements += _statements(_documents(document["PolicyDocument"]))
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
+        for attached in page.get("AttachedPolicies", []):
+            policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+            version = iam.get_policy_version(PolicyArn=attached["PolicyArn"],
+                                             VersionId=policy["DefaultVersionId"])
+            statements += _statements(_documents(version["PolicyVersion"]["Document"]))
+    return statements
+
+
+def _allowed(statements: Iterable[dict[str, Any]], action: str, resource: str) -> bool:
+    allowed = False
+    for statement in statements:
+        actions = _as_list(statement.get("Action"))
+        resources = _as_list(statement.get("Resource"))
+        if not any(fnmatch.fnmatch(action.lower(), a.lower()) for a in actions):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        if statement.get("Effect") == "Allow":
+            allowed = True
+    return allowed
+
+
+def _trust_policy_fix(role_name: str) -> str:
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})
+    return (f"Let SageMaker assume the role: aws iam update-assume-role-policy --role-name "
+            f"{role_name} --policy-document '{policy}' (IAM console: Roles -> {role_name} -> "
+            "Trust relationships), or use a SageMaker execution role.")
+
+
+def check_role(session: Any, role_arn: str | None, *, bucket: str | None = None,
+               prefix: str = "") -> list[CheckResult]:
+    """Check the execution role's trust policy and, with ``bucket``, its S3 access."""
+    results = []
+    if not role_arn:
+        return [CheckResult("Execution role", FAILED, "no execution role was found",
+                            "Create a role SageMaker can assume (trust principal "
+                            "sagemaker.amazonaws.com) with AmazonSageMakerFullAccess and set "
+                            "SAGEMAKER_EXECUTION_ROLE_ARN to its ARN.")]
+    role_name = role_arn.rsplit("/", 1)[-1]
+    errors = _aws_errors()
+    iam = session.client("iam")
+    try:
+        role = iam.get_role(RoleName=role_name)["Role"]
+    except errors as exc:
+        if _error_code(exc) == "NoSuchEntity":
+            return [CheckResult("Execution role", FAILED, f"the role {role_arn} does not exist",
+                                "Create it (trust principal sagemaker.amazonaws.com, policy "
+                                "AmazonSageMakerFullAccess) or set SAGEMAKER_EXECUTION_ROLE_ARN "
+                                "to an existing SageMaker execution role.")]
+        return [CheckResult("Execution role", NOT_CHECKED,
+                            f"could not read the role {role_name} ({_error_code(exc)}); "
+                            "needs iam:GetRole")]
+    if _trusts_sagemaker(_documents(role.get("AssumeRolePolicyDocument"))):
+        results.append(CheckResult("Execution role", PASSED,
+                                   f"SageMaker may assume {role_name}"))
+    else:
+        results.append(CheckResult(
+            "Execution role", FAILED,
+            f"the trust policy of {role_name} does not let sagemaker.amazonaws.com assume it "
+            "(CreateModel would fail: 'Could not assume role')", _trust_policy_fix(role_name)))
+    if bucket is None:
+        return results
+    check = "S3 access"
+    try:
+        statements = _role_statements(iam, role_name)
+    except errors as exc:
+        results.append(CheckResult(check, NOT_CHECKED,
+                                   f"could not read the policies of {role_name} "
+                                   f"({_error_code(exc)}); needs iam:ListRolePolicies, "
+                                   "iam:GetRolePolicy, iam:ListAttachedRolePolicies, "
+                                   "iam:GetPolicyVersion"))
+        return results
+    key = f"{prefix.strip('/')}/model.safetensors" if prefix.strip("/") else "model.safetensors"
+    wanted = [("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"),
+              ("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"),
+              ("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
+    missing = [action for action, resource in wanted if not _allowed(statements, action,
+                                                                       resource)]
+    if not missing:
+        results.append(CheckResult(check, PASSED, f"{role_name} may read and write "
+                                                  f"s3://{bucket}/ (its identity policies)"))
+        return results
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]})
+    results.append(CheckResult(
+        check, FAILED, f"the policies of {role_name} do not allow {', '.join(missing)} on "
+        f"s3://{bucket}/ (the endpoint could not read the weights)",
+        f"Attach AmazonSageMakerFullAccess (it covers buckets whose name contains "
+        f"'sagemaker') or add: aws iam put-role-policy --role-name {role_name} --policy-name "
+        f"llama2-recipes-artifacts --policy-document '{policy}'"))
+    return results
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def _default_bucket(session: Any, region: str) -> str:
+    account = session.client("sts", region_name=region).get_caller_identity()["Account"]
+    return f"sagemaker-{region}-{account}"
+
+
+def _show(report: PreflightReport) -> None:
+    from common.display import _in_kernel
+
+    if _in_kernel():
+        from IPython.display import display
+
+        display(report)
+    else:
+        print(report)
+
+
+def preflight(
+    preset: Any,
+    *,
+    region: str | None = None,
+    session: Any = None,
+    role: str | None = None,
+    hf_token: str | None = None,
+    weights: str | None = None,
+    bucket: str | None = None,
+    s3_prefix: str = "",
+    instance_count: int = 1,
+    staging_dir: str | os.PathLike[str] | None = None,
+    disk_free: Callable[[str], int] | None = None,
+    hub_endpoint: str | None = None,
+    show: bool = True,
+) -> PreflightReport:
+    """Check quota, model access, disk and role before anything is created.
+
+    Args:
+        preset: the deployment preset (:class:`common.Preset`).
+        region: the AWS region (default: the session's).
+        session: a ``boto3.Session`` or a SageMaker SDK ``Session`` (default: a new
+            ``boto3.Session()``).
+        role: the execution role ARN (default: :func:`common.resolve_execution_role`).
+        hf_token: the Hugging Face token the deploy will use (default: huggingface_hub's:
+            ``HF_TOKEN`` or the saved login).
+        weights: how the weights reach the endpoint: ``"copy"`` (LMI default: one file at a
+            time to S3), ``"snapshot"`` (the whole snapshot on disk, then S3) or ``"hub"``
+            (the container downloads them; TGI's only way).
+        bucket: the S3 bucket of the artifacts (default: SageMaker's default bucket,
+            ``sagemaker-<region>-<account>``); only checked when the weights go through S3.
+        s3_prefix: the key prefix the artifacts go under.
+        instance_count: the instances the endpoint starts with.
+        staging_dir: where the copy stages files (default: the temporary folder, as
+            :func:`common.copy_weights_to_s3` uses).
+        disk_free: ``disk_free(path) -> bytes`` (default: ``shutil.disk_usage(path).free``).
+        hub_endpoint: the Hub's URL (default: huggingface_hub's, ``HF_ENDPOINT``).
+        show: display the table (HTML in Jupyter, text elsewhere).
+
+    Returns:
+        The :class:`PreflightReport` when nothing failed (some checks may be "not checked").
+
+    Raises:
+        PreflightError: listing every failed check with its fix, after showing the table.
+        ValueError: for an unknown ``weights`` value.
+    """
+    import boto3
+
+    mode = weights or (WEIGHTS_HUB if preset.container == "tgi" else WEIGHTS_COPY)
+    if mode not in _WEIGHT_MODES:
+        raise ValueError(f"weights must be one of {', '.join(_WEIGHT_MODES)}; got {weights!r}")
+    if preset.container == "tgi" and mode != WEIGHTS_HUB:
+        raise ValueError("TGI downloads the weights inside the endpoint: use weights='hub'")
+    boto_session = getattr(session, "boto_session", session) or boto3.Session()
+    region = region or boto_session.region_name
+    access = check_model_access(preset.model_id, hf_token, endpoint=hub_endpoint)
+    results: list[CheckResult] = [
+        check_quota(boto_session, region, preset.instance_type, instance_count),
+        access,
+        check_disk(preset, mode, staging_dir=str(staging_dir or tempfile.gettempdir()),
+                   disk_free=disk_free or (lambda path: shutil.disk_usage(path).free),
+                   hf_token=hf_token, endpoint=hub_endpoint,
+                   ask_hub=access.status == PASSED),
+    ]
+    role_arn = role
+    if role_arn is None:
+        from common.endpoints import resolve_execution_role
+
+        try:
+            role_arn = resolve_execution_role(boto_session)
+        except DeploymentError as exc:
+            results.append(CheckResult("Execution role", FAILED, "no execution role was found",
+                                       str(exc)))
+    if role_arn is not None:
+        if mode != WEIGHTS_HUB and bucket is None:
+            try:
+                bucket = _default_bucket(boto_session, region)
+            except _aws_errors() as exc:
+                results.append(CheckResult("S3 access", NOT_CHECKED,
+                                           f"could not find the account for the default "
+                                           f"bucket ({_error_code(exc)})"))
+        results += check_role(boto_session, role_arn,
+                              bucket=bucket if mode != WEIGHTS_HUB else None, prefix=s3_prefix)
+    report = PreflightReport(tuple(results))
+    if show:
+        _show(report)
+    return report.raise_for_failures()

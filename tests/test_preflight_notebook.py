@@ -1,0 +1,115 @@
+"""A deploy notebook against `python -m common.local --quota ml.g5.2xlarge=0`.
+
+It must stop at its pre-flight cell, naming the quota and how to raise it, having created
+nothing. The stand-in runs as the README runs it (its own process, started with the flag);
+the notebook runs unmodified in a kernel with the variables the command prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from common.local.stack import HEADLESS_NOTEBOOK_ENV
+from common.notebooks.generator import recipe_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _command_env() -> dict[str, str]:
+    """The test process's environment without the session stand-in's variables."""
+    from common.local.stack import UNSET_VARIABLES
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "HF_")) and k.lower() not in {
+               "https_proxy", "http_proxy", "no_proxy"} and k not in UNSET_VARIABLES
+           and k not in {"SAGEMAKER_EXECUTION_ROLE_ARN", "IPYTHONDIR"}}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory):
+    """`python -m common.local --quota ml.g5.2xlarge=0`, running; yields its variables."""
+    env_json = tmp_path_factory.mktemp("stand-in") / "env.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "common.local", "--quota", "ml.g5.2xlarge=0",
+         "--endpoint-delay", "0.1", "--ttft", "0", "--env-json", str(env_json)],
+        env=_command_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        while True:
+            line = process.stdout.readline()
+            assert line, f"the stand-in ended early: {process.stderr.read()}"
+            if line.startswith("# Serving until Ctrl-C"):
+                break
+        yield json.loads(env_json.read_text())
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+
+
+def _client(saved: dict, service: str):
+    import boto3
+    from botocore.config import Config
+
+    env = saved["env"]
+    return boto3.client(service, region_name=env["AWS_REGION"], aws_access_key_id="testing",
+                        aws_secret_access_key="testing", verify=env["AWS_CA_BUNDLE"],
+                        config=Config(proxies={"https": env["HTTPS_PROXY"]}))
+
+
+def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(stand_in):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    deploy, _ = recipe_paths("tgi", "7b", root=ROOT)  # ml.g5.2xlarge
+    notebook = nbformat.read(deploy, as_version=4)
+    kernel_env = {**_command_env(), **stand_in["env"], **HEADLESS_NOTEBOOK_ENV}
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(deploy.parent)}})
+    started = time.monotonic()
+    with pytest.raises(CellExecutionError):
+        client.execute(env=kernel_env)
+    elapsed = time.monotonic() - started
+
+    failed = [cell for cell in notebook.cells if cell.cell_type == "code"
+              and any(out.get("output_type") == "error" for out in cell.get("outputs", []))]
+    assert len(failed) == 1
+    (cell,) = failed
+    assert cell.source.startswith("preflight_report = common.preflight(")
+    (error,) = [out for out in cell.outputs if out["output_type"] == "error"]
+    assert error["ename"] == "PreflightError"
+    message = error["evalue"]
+    assert message.startswith("Pre-flight found 1 problem; nothing was created.")
+    assert "1. Instance quota: 'ml.g5.2xlarge for endpoint usage' is 0 in us-east-1" in message
+    assert "request_service_quota_increase(ServiceCode='sagemaker', QuotaCode='L-" in message
+    assert ("https://us-east-1.console.aws.amazon.com/servicequotas/home/services/sagemaker/"
+            "quotas/L-") in message
+    # The table was shown above the error, with the other checks passed.
+    shown = json.dumps(cell.outputs)
+    assert "Model access" in shown and "Execution role" in shown
+
+    index = notebook.cells.index(cell)
+    later = [c for c in notebook.cells[index + 1:] if c.cell_type == "code"]
+    assert later and all(not c.get("outputs") and c.get("execution_count") is None
+                         for c in later), "cells after the pre-flight ran"
+    sagemaker = _client(stand_in, "sagemaker")
+    assert sagemaker.list_models()["Models"] == []
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+
+    timing = cell.metadata.get("execution", {})
+    took = (datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+            - datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00")))
+    print(f"\npre-flight cell: {took.total_seconds():.2f} s; whole run up to it "
+          f"(kernel start and %pip included): {elapsed:.1f} s")

@@ -1,0 +1,110 @@
+"""The six scale notebooks say what issue 13 asks, in their code (read, not run).
+
+``test_scale_notebook_runs.py`` checks what they did against the stand-in.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from pathlib import Path
+
+import nbformat
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from common.notebooks import generator
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALE = [generator.scale_path(c, s, root=ROOT) for c, s in generator.RECIPES]
+
+
+def _code(path: Path) -> list[str]:
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def _tree(path: Path) -> ast.Module:
+    source = "\n".join(TransformerManager().transform_cell(cell) for cell in _code(path))
+    return ast.parse(source)
+
+
+def _calls(tree: ast.AST, suffix: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and ast.unparse(node.func).endswith(suffix)]
+
+
+def _kw(call: ast.Call) -> dict[str, str]:
+    return {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg}
+
+
+def test_there_is_one_scale_notebook_per_recipe():
+    assert [p.name for p in SCALE] == [
+        "3-scale-llama-2-7b-chat-hf-tgi.ipynb", "3-scale-llama-2-13b-chat-hf-tgi.ipynb",
+        "3-scale-llama-2-70b-chat-hf-tgi.ipynb", "3-scale-llama-2-7b-chat-lmi.ipynb",
+        "3-scale-llama-2-13b-chat-lmi.ipynb", "3-scale-llama-2-70b-chat-lmi.ipynb"]
+    assert all(p.exists() for p in SCALE)
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_every_code_cell_follows_a_markdown_sentence(path):
+    cells = nbformat.read(path, as_version=4).cells
+    for before, cell in itertools.pairwise(cells):
+        if cell.cell_type == "code":
+            assert before.cell_type == "markdown" and before.source.strip(), cell.source[:60]
+    assert all(not c.get("outputs") for c in cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_the_endpoint_is_shaped_for_inference_components(path):
+    tree = _tree(path)
+    (config,) = _calls(tree, "EndpointConfig.create")
+    assert "execution_role_arn" in _kw(config)
+    (variant,) = _calls(tree, "ProductionVariant")
+    assert "model_name" not in _kw(variant)
+    (managed,) = _calls(tree, "ProductionVariantManagedInstanceScaling")
+    assert _kw(managed) == {"status": "'ENABLED'",
+                            "min_instance_count": "scaling.min_instances",
+                            "max_instance_count": "scaling.max_instances"}
+    assert "LEAST_OUTSTANDING_REQUESTS" in ast.unparse(variant)
+    (component,) = _calls(tree, "InferenceComponent.create")
+    text = ast.unparse(component)
+    for needed in ("number_of_accelerator_devices_required=scaling.accelerators_per_copy",
+                   "min_memory_required_in_mb=scaling.memory_per_copy_mb",
+                   "container_startup_health_check_timeout_in_seconds",
+                   "model_data_download_timeout_in_seconds", "copy_count=1"):
+        assert needed in text
+    assert _calls(tree, "common.wait_for_inference_component")
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_it_streams_sweeps_and_scales_as_aws_documents(path):
+    tree = _tree(path)
+    (boto_stream,) = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
+    assert _kw(boto_stream)["InferenceComponentName"] == "inference_component_name"
+    streams = _calls(tree, "common.invoke_stream")
+    assert all(_kw(c)["inference_component"] == "inference_component_name" for c in streams)
+    assert any("wait_for_capacity" in _kw(c) for c in streams)
+    (sweep,) = _calls(tree, "common.bench.run_sweep")
+    assert "[1, 2, 4, 8, 16, 32]" in "\n".join(_code(path))
+    assert _kw(sweep)["inference_component"] == "inference_component_name"
+    source = "\n".join(_code(path))
+    for needed in ('"sagemaker:inference-component:DesiredCopyCount"',
+                   "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution",
+                   '"TargetValue": float(target.concurrency)', '"StepScaling"',
+                   '"NoCapacityInvocationFailures"', '"AWS/SageMaker"',
+                   '"InferenceComponentName"', "MinCapacity=0",
+                   "MaxCapacity=scaling.max_copies"):
+        assert needed in source, needed
+    assert _calls(tree, "common.choose_target") and _calls(tree, "common.plot_capacity")
+    assert _calls(tree, "common.idle_cost_per_day")
+    assert len(_calls(tree, "common.watch_scaling")) == 2
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_the_clean_up_is_guarded_and_names_everything(path):
+    last = _code(path)[-1]
+    assert 'CLEAN_UP = os.environ.get("RECIPES_CLEAN_UP") == "1"' in last
+    call = _kw(_calls(ast.parse(last), "common.delete_scaling_resources")[0])
+    assert call["alarm_names"] == "[NO_CAPACITY_ALARM]"
+    assert call["policy_names"] == "[TARGET_TRACKING_POLICY, SCALE_FROM_ZERO_POLICY]"
+    assert ("s3_uri" in call) == ("lmi" in path.name)
