@@ -116,8 +116,13 @@ def test_background_log_routes_the_proxy_logger_and_restores_it(tmp_path):
             pass
 
     terminal = Terminal()
-    with BackgroundLog(path, verbose=True, terminal=terminal) as background:
+    other = logging.getLogger("common.local.scaling")
+    other_before = (other.level, other.propagate, list(other.handlers))
+    with BackgroundLog(path, verbose=True, terminal=terminal,
+                       loggers=(PROXY_LOGGER, other.name)) as background:
         assert background.kernel_output is None and background.path is None
         logger.info("shown")
-    assert "".join(terminal) == "shown\n"
+        other.info("copies: 1 -> 2")
+    assert "".join(terminal) == "shown\nINFO common.local.scaling: copies: 1 -> 2\n"
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
+    assert (other.level, other.propagate, list(other.handlers)) == other_before

@@ -168,7 +168,8 @@ def scaling_timeline(events: list[dict[str, Any]]) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     """Run the demo with the parsed command-line ``args``; returns the exit status."""
-    from common.local.logfile import BackgroundLog
+    from common.local.components import logger as scaling_log
+    from common.local.logfile import PROXY_LOGGER, BackgroundLog
     from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 
     scale = getattr(args, "recipe", "stream") == "scale"
@@ -184,7 +185,8 @@ def main(args: argparse.Namespace) -> int:
             stack_options[name] = value
     out = sys.stdout
     background = BackgroundLog(getattr(args, "log_file", None),
-                               verbose=getattr(args, "verbose", False), command="demo")
+                               verbose=getattr(args, "verbose", False), command="demo",
+                               loggers=(PROXY_LOGGER, scaling_log.name))
     with background, LocalStack(**stack_options) as stack:
         stack.apply_env()
         # Print in the terminal instead of drawing widgets, and let the notebook's guarded

@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TextIO
 
@@ -40,6 +41,8 @@ class BackgroundLog:
         verbose: show everything on ``terminal`` instead (no file is written).
         command: names the default file (``demo``, ``serve``).
         label: what the banner line calls the log (default: the kernels' and the proxy's).
+        loggers: the loggers routed, at INFO (default: the proxy's access log; the demo adds
+            ``common.local.scaling``, whose events its notebook already tells).
         terminal: where verbose output goes (default ``sys.stderr``).
 
     Use it as a context manager around the stand-in. While it is open,
@@ -52,15 +55,16 @@ class BackgroundLog:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, verbose: bool = False,
                  command: str = "demo", label: str = "Kernel and proxy logs",
+                 loggers: Sequence[str] = (PROXY_LOGGER,),
                  terminal: TextIO | None = None) -> None:
         self.verbose = verbose
         self.label = label
+        self.loggers = tuple(loggers)
         self.path: Path | None = None if verbose else (
             Path(path) if path is not None else default_log_path(command))
         self._terminal = terminal
         self._file: IO[str] | None = None
-        self._handler: logging.Handler | None = None
-        self._saved: tuple[int, bool] | None = None
+        self._saved: list[tuple[logging.Logger, logging.Handler, int, bool]] = []
 
     @property
     def kernel_output(self) -> IO[str] | None:
@@ -80,24 +84,22 @@ class BackgroundLog:
             stream: TextIO | IO[str] = self._file
         else:
             stream = self._terminal if self._terminal is not None else sys.stderr
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = logging.getLogger(PROXY_LOGGER)
-        self._saved = (logger.level, logger.propagate)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-        logger.addHandler(handler)
-        self._handler = handler
+        for name in self.loggers:
+            handler = logging.StreamHandler(stream)
+            # The access log's lines are complete already; others say where they come from.
+            handler.setFormatter(logging.Formatter(
+                "%(message)s" if name == PROXY_LOGGER else "%(levelname)s %(name)s: %(message)s"))
+            logger = logging.getLogger(name)
+            self._saved.append((logger, handler, logger.level, logger.propagate))
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+            logger.addHandler(handler)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        logger = logging.getLogger(PROXY_LOGGER)
-        if self._handler is not None:
-            logger.removeHandler(self._handler)
-            self._handler = None
-        if self._saved is not None:
-            logger.level, logger.propagate = self._saved
-            self._saved = None
+        while self._saved:
+            logger, handler, logger.level, logger.propagate = self._saved.pop()
+            logger.removeHandler(handler)
         if self._file is not None:
             self._file.close()
             self._file = None
