@@ -123,6 +123,20 @@ def _add_stack_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
              "backend's own pace)")
 
 
+def _add_output_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--log-file", type=Path, default=default(None), metavar="FILE",
+        help="where the kernels' own output and the control plane proxy's access log go "
+             "(default: a new file in the temporary folder, named in the banner)")
+    parser.add_argument(
+        "--verbose", action="store_true", default=default(False),
+        help="show the kernels' own output and the proxy's access log in the terminal "
+             "instead of the log file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m common.local``."""
     parser = argparse.ArgumentParser(
@@ -159,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "scale notebook (inference components, autoscaling to zero) on a "
                            "compressed clock, with the scaling timeline at the end")
     _add_stack_options(demo)
+    _add_output_options(demo)
     demo.set_defaults(endpoint_delay_s=None)
 
     _add_serve_options(parser)  # `python -m common.local [options]` means `serve [options]`
@@ -170,6 +185,7 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         return argparse.SUPPRESS if suppress else value
 
     _add_stack_options(parser, suppress=suppress)
+    _add_output_options(parser, suppress=suppress)
     parser.add_argument(
         "--fail-endpoint", dest="fail_endpoints", action="append", default=default([]),
         metavar="NAME", help="make endpoints with this name (or shell pattern, e.g. 'bad-*') "
@@ -209,6 +225,7 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
 
     ``stop`` ends serving when set (SIGINT and SIGTERM set it too).
     """
+    from common.local.logfile import BackgroundLog
     from common.local.stack import UNSET_VARIABLES, LocalStack
 
     stop = stop or threading.Event()
@@ -220,9 +237,11 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
         time_scale=args.time_scale if args.time_scale is not None else 1.0,
         copy_concurrency=args.copy_concurrency, copy_ttft_s=args.copy_ttft_s,
         copy_tokens_per_s=args.copy_tokens_per_s)
+    background = BackgroundLog(args.log_file, verbose=args.verbose, command="serve",
+                               label="Proxy access log")
     previous = _install_signal_handlers(stop)
     try:
-        with stack:
+        with background, stack:
             env = stack.env
             if args.env_json is not None:
                 args.env_json.write_text(json.dumps(
@@ -233,6 +252,7 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
                       f"{args.endpoint_delay_s:g} s to come up"
                       f"{'' if stack.time_scale == 1 else ' (simulated)'}; time scale "
                       f"{stack.time_scale:g}x\n")
+            out.write(f"# {background.describe()}\n")
             out.write("\n".join(stack.shell_lines()) + "\n")
             out.write("# Serving until Ctrl-C.\n")
             out.flush()

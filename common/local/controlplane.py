@@ -28,6 +28,7 @@ What is moto and what is ours:
   - ``CreateEndpoint`` for a name that exists is refused, as SageMaker does (moto overwrote).
   - the proxy's per-host certificates are written under the stand-in's work folder instead
     of moto's package folder, and the proxy binds 127.0.0.1 on a free port.
+  - the proxy's access log goes to the ``common.local.proxy`` logger instead of stderr.
 """
 
 from __future__ import annotations
@@ -312,6 +313,7 @@ class ControlPlane:
         proxy_logger.setLevel(logging.WARNING)  # it logs every request at INFO
         self._patch_certificates()
         self._patch_passthrough(ProxyRequestHandler)
+        self._patch_access_log(ProxyRequestHandler)
         self._patch_sagemaker()
         for extension in self._extensions:
             extension(self, self._patches.set)
@@ -571,6 +573,23 @@ class ControlPlane:
             original(handler)
 
         self._patches.set(handler_cls, "do_CONNECT", do_connect)
+
+    def _patch_access_log(self, handler_cls: type) -> None:
+        """Send the proxy's access log to the ``common.local.proxy`` logger at INFO.
+
+        ``http.server`` writes one line per request straight to stderr (``"CONNECT
+        pypi.org:443 HTTP/1.0" 200 -`` for each connection of a notebook's ``%pip``);
+        :class:`common.local.logfile.BackgroundLog` decides where the logger's lines go.
+        """
+        from common.local.logfile import PROXY_LOGGER
+
+        logger = logging.getLogger(PROXY_LOGGER)
+
+        def log_message(handler, format: str, *args: Any) -> None:
+            logger.info("%s - - [%s] %s", handler.address_string(),
+                        handler.log_date_time_string(), format % args)
+
+        self._patches.set(handler_cls, "log_message", log_message)
 
     def _patch_certificates(self) -> None:
         from moto.moto_proxy.certificate_creator import CertificateCreator

@@ -8,6 +8,10 @@ arrives -- so the streamed answer appears token by token, followed by its metric
 ``--recipe scale`` runs the recipe's scale notebook instead, on a compressed clock
 (:data:`SCALE_DEMO_STACK`): the capacity sweep, then copies rising under load and falling to
 zero, one line per change, and at the end the stand-in's scaling timeline in simulated seconds.
+
+The terminal shows only that story. The kernels' own output (transport warnings) and the
+control plane proxy's access log go to a log file named in the banner
+(:class:`common.local.logfile.BackgroundLog`); ``--verbose`` shows them in the terminal.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from common.errors import RecipeError
 
@@ -73,8 +77,12 @@ def _make_client(nb: Any, workdir: Path, out, timeout_s: float):
     )
 
 
-def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0) -> float:
+def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0,
+                 kernel_output: IO[str] | None = None) -> float:
     """Execute one notebook in a fresh kernel, echoing its printed output to ``out``.
+
+    ``kernel_output`` receives the kernel process's own stdout and stderr (its log, not
+    what the cells print); None leaves them on this process's terminal.
 
     Returns:
         The wall time in seconds.
@@ -91,8 +99,10 @@ def run_notebook(path: Path, *, out=sys.stdout, timeout_s: float = 900.0) -> flo
               "===\n")
     out.flush()
     client = _make_client(nb, path.parent, out, timeout_s)
+    streams = {} if kernel_output is None else {"stdout": kernel_output,
+                                                 "stderr": kernel_output}
     try:
-        client.execute()
+        client.execute(**streams)
     except CellExecutionError as exc:
         raise DemoError(f"{path.name} failed: {exc}") from exc
     return time.perf_counter() - started
@@ -158,6 +168,8 @@ def scaling_timeline(events: list[dict[str, Any]]) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     """Run the demo with the parsed command-line ``args``; returns the exit status."""
+    from common.local.components import logger as scaling_log
+    from common.local.logfile import PROXY_LOGGER, BackgroundLog
     from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 
     scale = getattr(args, "recipe", "stream") == "scale"
@@ -172,18 +184,24 @@ def main(args: argparse.Namespace) -> int:
         if value is not None:
             stack_options[name] = value
     out = sys.stdout
-    with LocalStack(**stack_options) as stack:
+    background = BackgroundLog(getattr(args, "log_file", None),
+                               verbose=getattr(args, "verbose", False), command="demo",
+                               loggers=(PROXY_LOGGER, scaling_log.name))
+    with background, LocalStack(**stack_options) as stack:
         stack.apply_env()
         # Print in the terminal instead of drawing widgets, and let the notebook's guarded
         # clean-up cell run, since nothing real is deleted here.
         os.environ.update(HEADLESS_NOTEBOOK_ENV)
         out.write(f"Local SageMaker stand-in up ({stack.backend_label}).\n")
+        out.write(background.describe() + "\n")
+        out.flush()
         preload = getattr(stack.backend, "preload", None)
         if preload is not None:
             # Load the model now, so the first answer's time to first token is the model's
             # own and not the one-off load.
             preload()
-        walls = [(p.name, run_notebook(p, out=out)) for p in notebooks]
+        walls = [(p.name, run_notebook(p, out=out, kernel_output=background.kernel_output))
+                 for p in notebooks]
         events = stack.scaling_events() if scale else []
     out.write("\nDemo finished:\n")
     for name, wall in walls:

