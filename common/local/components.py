@@ -594,8 +594,8 @@ class ComponentManager:
                           component.needs)
             component.copies.append(copy_)
             self.record(now, "copies", component.name,
-                        f"copy {copy_.id} placed on {instance.id}, serves at "
-                        f"t={copy_.ready_at:.0f}s")
+                        f"copy {copy_.id} placed on {instance.id}, serves in "
+                        f"{copy_.ready_at - now:.0f} s")
 
     def _instance_with_room(self, fleet: _Fleet, needs: int, now: float) -> _Instance | None:
         candidates = [i for i in fleet.instances if i.accelerators - i.used >= needs]
@@ -606,8 +606,8 @@ class ComponentManager:
         instance = self._new_instance(fleet, now + self.timings.instance_provision_s)
         fleet.instances.append(instance)
         self.record(now, "instances", fleet.endpoint_name,
-                    f"provisioning {instance.id} ({fleet.instance_type}), up at "
-                    f"t={instance.ready_at:.0f}s; {len(fleet.instances)} instance(s)",
+                    f"provisioning {instance.id} ({fleet.instance_type}), up in "
+                    f"{instance.ready_at - now:.0f} s; {len(fleet.instances)} instance(s)",
                     instances=len(fleet.instances))
         return instance
 
