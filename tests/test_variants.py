@@ -156,6 +156,10 @@ def test_new_with_only_a_model_id_writes_a_right_pair(offline_hub, tmp_path, rep
     family = model_family(repo)
     assert f"{family} is gated" in deploy_text
     assert LICENCES[family][1] in deploy_text
+    printed = out.getvalue()
+    assert f": {sizing.instance.name} (" in printed.splitlines()[0]
+    assert f"MAX_TOTAL_TOKENS (max_model_len) to {sizing.max_total_tokens:,} tokens" in printed
+    assert printed.rstrip().endswith(str(inference))
     inference_code = _code(inference)
     assert "common.prompt_builder_for(preset.model_id" in inference_code
     assert "stop_tokens=build_prompt.stop_tokens" in inference_code

@@ -1,6 +1,6 @@
 """Templates and the generator that render every recipe notebook.
 
-``python -m common.notebooks render`` writes the twelve Llama 2 recipe notebooks from the
+``python -m common.notebooks render`` writes the eighteen Llama 2 recipe notebooks from the
 presets; ``python -m common.notebooks render --check`` lists the committed notebooks that
 differ from what the templates render; ``python -m common.notebooks new ...`` writes a
 deploy/inference pair for another Llama variant. See :mod:`common.notebooks.generator`.
@@ -20,10 +20,12 @@ from common.notebooks.generator import (
     notebook_text,
     recipe_for,
     recipe_paths,
+    recipe_summary,
     render_all,
     render_notebook,
     render_recipe,
     write_notebooks,
+    write_recipe,
 )
 
 __all__ = [
@@ -38,8 +40,10 @@ __all__ = [
     "notebook_text",
     "recipe_for",
     "recipe_paths",
+    "recipe_summary",
     "render_all",
     "render_notebook",
     "render_recipe",
     "write_notebooks",
+    "write_recipe",
 ]

@@ -21,9 +21,11 @@ from common.notebooks.generator import (
     REPO_ROOT,
     SIZES,
     check_notebooks,
-    new_pair,
+    new_recipe,
+    recipe_summary,
     render_all,
     write_notebooks,
+    write_recipe,
 )
 
 
@@ -113,14 +115,15 @@ def main(argv: Sequence[str] | None = None, out=sys.stdout) -> int:
         out.write(variants_table(args.container))
         return 0
     try:
-        paths = new_pair(args.model_id, args.container, args.instance_type, args.out,
-                         prompt_format=args.prompt_format, base_size=args.base_size,
-                         params_billion=args.params_billion,
-                         max_total_tokens=args.max_total_tokens, revision=args.revision)
+        recipe = new_recipe(args.model_id, args.container, args.instance_type,
+                            prompt_format=args.prompt_format, base_size=args.base_size,
+                            params_billion=args.params_billion,
+                            max_total_tokens=args.max_total_tokens, revision=args.revision)
     except (RecipeError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    for path in paths:
+    out.write(recipe_summary(recipe))
+    for path in write_recipe(recipe, args.out):
         out.write(f"wrote {path}\n")
     return 0
 

@@ -36,12 +36,14 @@ __all__ = [
     "notebook_text",
     "recipe_for",
     "recipe_paths",
+    "recipe_summary",
     "render_all",
     "render_notebook",
     "render_recipe",
     "render_scale",
     "scale_path",
     "write_notebooks",
+    "write_recipe",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -617,7 +619,23 @@ def new_pair(
     """
     if out is None:
         raise ValueError("out: give the folder to write the pair to")
-    recipe = new_recipe(model_id, container, instance_type, **overrides)
+    return write_recipe(new_recipe(model_id, container, instance_type, **overrides), out)
+
+
+def write_recipe(recipe: Recipe, out: Path) -> list[Path]:
+    """Render ``recipe``'s deploy and inference notebooks into ``out``; return their paths."""
     rendered = render_recipe(recipe)
     write_notebooks(rendered, out)
     return [out / relative for relative in rendered]
+
+
+def recipe_summary(recipe: Recipe) -> str:
+    """Return a few plain lines saying what a recipe deploys: model, container, instance and,
+    for a pair that ``new`` sized from the Hub, the token limits and the arithmetic behind them."""
+    price = ("" if recipe.price_per_hour is None
+             else f"; about ${recipe.price_per_hour:.2f}/h on demand in us-east-1")
+    lines = [f"{recipe.model_title} ({recipe.model_id}) on {_CONTAINER_LABELS[recipe.container]} "
+             f"{recipe.container_version}: {recipe.instance_type} ({recipe.hardware}{price})"]
+    if recipe.sizing_note:
+        lines.append(recipe.sizing_note.replace("`", "").replace("**", ""))
+    return "\n".join(lines) + "\n"
