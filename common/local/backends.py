@@ -13,6 +13,7 @@ sequences, ``details``, output framing -- is done by :mod:`common.local.containe
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import zlib
@@ -265,6 +266,15 @@ def llama_tokens(text: str) -> list[tuple[int, str]]:
     return pieces
 
 
+@functools.lru_cache(maxsize=256)
+def _replay_tokens(answer: str, model_id: str | None) -> tuple[GeneratedToken, ...]:
+    """``answer`` cut into tokens, ``model_id``'s end token last; kept, since many requests
+    replay the same answer (the tokens are frozen)."""
+    tokens = [GeneratedToken(id=token_id, text=text, logprob=_logprob(text, i))
+              for i, (token_id, text) in enumerate(llama_tokens(answer))]
+    return (*tokens, end_token_for(model_id))
+
+
 # --------------------------------------------------------------------------- the backend
 
 
@@ -320,10 +330,7 @@ class ReplayBackend:
     def tokens_for(self, request: GenerationRequest) -> list[GeneratedToken]:
         """Return every token of the replay for ``request``, the model's end token last
         (:func:`end_token_for`: :data:`END_TOKEN` for Llama 2)."""
-        pieces = llama_tokens(self.answer_for(request))
-        tokens = [GeneratedToken(id=token_id, text=text, logprob=_logprob(text, i))
-                  for i, (token_id, text) in enumerate(pieces)]
-        return [*tokens, end_token_for(request.model_id)]
+        return list(_replay_tokens(self.answer_for(request), request.model_id))
 
     def generate(self, request: GenerationRequest) -> Iterator[GeneratedToken]:
         """Yield the replay's tokens, sleeping ``ttft_s`` before the first and

@@ -76,6 +76,11 @@ def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:
             or the headers / payload exceed what botocore's decoder accepts.
     """
     header_bytes = b"".join(_encode_header(name, value) for name, value in headers.items())
+    return _encode_with_headers(header_bytes, payload)
+
+
+def _encode_with_headers(header_bytes: bytes, payload: bytes) -> bytes:
+    """One message from its encoded headers and its payload (the checks and the CRCs)."""
     if len(header_bytes) > MAX_HEADERS_LENGTH:
         raise ValueError(f"headers of {len(header_bytes)} bytes exceed {MAX_HEADERS_LENGTH}")
     if len(payload) > MAX_PAYLOAD_LENGTH:
@@ -86,6 +91,14 @@ def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:
     return message + _UINT32.pack(zlib.crc32(message))
 
 
+_PAYLOAD_PART_HEADERS = b"".join(_encode_header(name, value) for name, value in (
+    (":event-type", "PayloadPart"),
+    (":content-type", "application/octet-stream"),
+    (":message-type", "event"),
+))
+"""A ``PayloadPart``'s headers, encoded once: the stand-in sends one such message a token."""
+
+
 def encode_payload_part(data: bytes) -> bytes:
     """Encode a ``PayloadPart`` event carrying ``data`` (botocore yields
     ``{"PayloadPart": {"Bytes": data}}``).
@@ -93,14 +106,7 @@ def encode_payload_part(data: bytes) -> bytes:
     Raises:
         ValueError: ``data`` is larger than botocore's decoder accepts.
     """
-    return encode_message(
-        {
-            ":event-type": "PayloadPart",
-            ":content-type": "application/octet-stream",
-            ":message-type": "event",
-        },
-        data,
-    )
+    return _encode_with_headers(_PAYLOAD_PART_HEADERS, data)
 
 
 encode_event = encode_payload_part
