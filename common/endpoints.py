@@ -594,6 +594,7 @@ def invoke_stream(
     custom_attributes: str | None = None,
     accept: str | None = None,
     inference_component: str | None = None,
+    stop_tokens: Iterable[str] = (),
     wait_for_capacity: float | None = None,
     max_attempts: int = 4,
     backoff_s: float = 0.5,
@@ -623,6 +624,8 @@ def invoke_stream(
             stream format from ``"stream"`` in the body.
         inference_component: the inference component to call (``InferenceComponentName``),
             required on an endpoint that hosts inference components.
+        stop_tokens: extra end-of-answer token texts, as for :func:`common.iter_tokens`
+            (the model's own, e.g. ``common.prompt_builder_for(model_id).stop_tokens``).
         wait_for_capacity: seconds to wait when the component has no copy (it scaled in to
             zero): the call says so, shows a progress line and tries again (pausing 1 s,
             then 1.5 times longer each time, at most 5 s) until a copy serves or the time
@@ -634,7 +637,7 @@ def invoke_stream(
             ``sys.stdout``).
 
     Returns:
-        ``common.streaming.iter_tokens(response["Body"], container)``: a
+        ``common.streaming.iter_tokens(response["Body"], container, stop_tokens=...)``: a
         :class:`~common.streaming.TokenStream`.
 
     Raises:
@@ -659,7 +662,7 @@ def invoke_stream(
             lambda: client.invoke_endpoint_with_response_stream(**kwargs), endpoint_name,
             max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter),
         inference_component, wait_for_capacity, sleep=sleep, clock=clock, out=out)
-    return iter_tokens(response["Body"], kind)
+    return iter_tokens(response["Body"], kind, stop_tokens=stop_tokens)
 
 
 def invoke(

@@ -274,6 +274,18 @@ def test_throttling_twice_then_success_retries_with_growing_backoff():
     assert json.loads(call["Body"]) == _payload()
 
 
+def test_invoke_stream_keeps_the_models_own_stop_tokens_out_of_the_text():
+    body = [_sse("Hello", 1), _sse(" world", 2), _sse("<step>", 3)]  # not flagged special
+    plain = invoke_stream(FakeRuntime({"Body": list(body)}), "ep", _payload(), container="tgi")
+    list(plain)
+    assert plain.text == "Hello world<step>"  # not in END_TOKENS: only a model's own list knows
+    stream = invoke_stream(FakeRuntime({"Body": list(body)}), "ep", _payload(),
+                           container="tgi", stop_tokens=["<step>"])
+    tokens = list(stream)
+    assert [token.special for token in tokens] == [False, False, True]
+    assert stream.text == "Hello world"
+
+
 def test_a_429_status_is_retried_even_under_another_code():
     client = FakeRuntime(_error("SomethingNew", 429), {"Body": _tgi_body()})
     sleeps = Sleeps()
