@@ -190,7 +190,7 @@ def test_the_first_write_is_cut_inside_its_first_line_and_keeps_its_bytes(data):
     assert b"".join(parts) == data and (all(parts) or parts == [b""])
     first_line = data.split(b"\n", 1)[0]
     if len(first_line) >= 2:
-        head, tail = parts
+        head, _tail = parts
         assert b"\n" not in head and len(head) < len(first_line)
     else:
         assert parts == [data]
