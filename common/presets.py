@@ -41,6 +41,7 @@ __all__ = [
     "LMI_ENTRY_POINT",
     "LMI_VERSION",
     "LMI_VERSION_REASON",
+    "LMI_VERSION_SUMMARY",
     "PRESETS",
     "TGI_VERSION",
     "InstanceType",
@@ -75,7 +76,13 @@ LMI_VERSION_REASON = (
     "on the g5 (A10G) instances these recipes use: if the endpoint does not start, read its "
     "CloudWatch log, and try the matching ml.g6 instance type or pin 0.35.0 (LMI v17)."
 )
-"""Why :data:`LMI_VERSION` is what it is; the LMI deploy notebooks show this text."""
+"""Why :data:`LMI_VERSION` is what it is, in full (DESIGN.md carries it too)."""
+
+LMI_VERSION_SUMMARY = (
+    "The preset pins DJL Serving 0.36.0 (LMI v27), the newest version whose documentation and "
+    "source code are published, so that every setting here follows what that version documents."
+)
+"""Which LMI container and why, in the one sentence the notebooks show."""
 
 LMI_ENTRY_POINT = "djl_python.lmi_vllm.vllm_async_service"
 """The handler of LMI's vLLM async mode (djl-serving ``PyModel.java`` recommends it when async
