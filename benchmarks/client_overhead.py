@@ -8,7 +8,9 @@ Run from the repository root::
 The stand-in's ``sagemaker-runtime`` server (:class:`common.local.runtime.RuntimeServer`, a
 replay backend behind a TGI-image endpoint) runs in its own process on 127.0.0.1 and notes
 ``time.perf_counter_ns()`` right after it has written each token's ``PayloadPart`` frame to
-the socket (``GET /_local/timings/{request_id}``). The client -- boto3's
+the socket (``GET /_local/timings/{request_id}``; the first token's event goes out as two
+frames cut inside its line, as SageMaker may cut it, and is noted after the second, so the
+first token's figure includes decoding one more frame and joining the line). The client -- boto3's
 ``invoke_endpoint_with_response_stream``, then ``common.iter_text`` wrapped in
 ``common.measure``, exactly what the notebooks run -- notes the same clock (Linux
 ``CLOCK_MONOTONIC``, shared by both processes) when each piece of text is handed to the

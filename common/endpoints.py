@@ -22,7 +22,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
@@ -37,6 +36,7 @@ from common.errors import (
     ThrottledError,
     invocation_error_from_client_error,
 )
+from common.progress import ProgressLine, format_elapsed
 
 if TYPE_CHECKING:
     from common.presets import Preset
@@ -548,7 +548,7 @@ def _call_with_capacity_wait(
             or wait_for_capacity < 0):
         raise ValueError(f"wait_for_capacity must be seconds >= 0 or None, not "
                          f"{wait_for_capacity!r}")
-    stream = out if out is not None else sys.stdout
+    line = ProgressLine(out, repeat_after_s=60.0, clock=clock)
     started = clock()
     pauses = _growing_pauses(*CAPACITY_POLL_S)
     tries = 0
@@ -562,25 +562,23 @@ def _call_with_capacity_wait(
                 raise error from exc
             elapsed = clock() - started
             if elapsed >= wait_for_capacity:
-                stream.write("\n")
+                line.finish(f"no copy after {_elapsed(elapsed)} ({tries} tries)")
                 raise NoCapacityError(
                     f"Still no capacity after waiting {_elapsed(elapsed)} ({tries} tries); "
                     f"SageMaker said: {exc.sagemaker_message}",
                     inference_component=inference_component) from exc
             if tries == 1:
-                stream.write(
+                line.note(
                     f"No capacity: {inference_component or 'the component'} has no copy "
                     f"running (it scaled in to zero). Waiting up to {wait_for_capacity:.0f} s "
-                    "while Application Auto Scaling starts one.\n")
-            stream.write(f"\rwaiting for a copy: {_elapsed(elapsed)} elapsed, {tries} "
-                         f"tr{'ies' if tries != 1 else 'y'} so far ")
-            stream.flush()
+                    "while Application Auto Scaling starts one.")
+            line.update(f"waiting for a copy: {_elapsed(elapsed)} elapsed, {tries} "
+                        f"tr{'ies' if tries != 1 else 'y'} so far", state="waiting")
             sleep(max(0.0, min(next(pauses), wait_for_capacity - elapsed)))
             continue
         if tries > 1:
-            stream.write(f"\ra copy is serving after {_elapsed(clock() - started)} "
-                         f"({tries} tries); streaming the answer.\n")
-            stream.flush()
+            line.finish(f"a copy is serving after {_elapsed(clock() - started)} "
+                        f"({tries} tries); streaming the answer.")
         return response
 
 
@@ -742,9 +740,7 @@ def _is_missing(exc: Exception) -> bool:
         "could not find" in message or "does not exist" in message)
 
 
-def _elapsed(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes:02d}:{secs:02d}"
+_elapsed = format_elapsed  # the name scaling.py imports
 
 
 def wait_for_endpoint(
@@ -758,10 +754,12 @@ def wait_for_endpoint(
     sleep: Callable[[float], None] = time.sleep,
     out: TextIO | None = None,
 ) -> dict[str, Any]:
-    """Poll ``DescribeEndpoint`` until the endpoint is ``InService``, with a live progress line.
+    """Poll ``DescribeEndpoint`` until the endpoint is ``InService``, showing the progress.
 
-    The line (``\\r``-rewritten, so it updates in place in a terminal and in Jupyter) shows the
-    status and the elapsed time, e.g. ``llama-2-7b: Creating (elapsed 03:15)``.
+    The progress (:class:`common.progress.ProgressLine`) is the status and the elapsed time,
+    e.g. ``llama-2-7b: Creating (elapsed 03:15)``: one line updating in place in Jupyter; in a
+    terminal, a headless run or ``out``, a line per status change (and every 5 minutes of
+    the same status), then the final one.
 
     Args:
         endpoint_name: the endpoint.
@@ -771,7 +769,8 @@ def wait_for_endpoint(
             times longer, so an endpoint that is quick to come up is seen quickly.
         progress: show the progress line.
         clock / sleep: injectable for tests.
-        out: where the progress goes (default ``sys.stdout``).
+        out: write the progress here as plain lines (default: Jupyter's updating line, or
+            ``sys.stdout``).
 
     Returns:
         The last ``DescribeEndpoint`` response (status ``InService``).
@@ -785,24 +784,16 @@ def wait_for_endpoint(
     from botocore.exceptions import ClientError
 
     client = _client(sagemaker_client, "sagemaker")
-    stream = out if out is not None else sys.stdout
+    line = ProgressLine(out, enabled=progress, clock=clock)
     started = clock()
     pauses = _growing_pauses(1.0, poll_s)
-    shown = 0
-
-    def show(text: str, end: str = "") -> None:
-        nonlocal shown
-        if progress:
-            stream.write("\r" + text.ljust(shown) + end)
-            stream.flush()
-            shown = 0 if end else len(text)
 
     while True:
         try:
             described = client.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as exc:
             if _is_missing(exc):
-                show(f"{endpoint_name}: not found", "\n")
+                line.finish(f"{endpoint_name}: not found")
                 raise DeploymentError(
                     f"Endpoint {endpoint_name!r} does not exist in this account and region. "
                     "Check the name and the region, and that Endpoint.create ran."
@@ -811,19 +802,19 @@ def wait_for_endpoint(
         status = str(described.get("EndpointStatus", "Unknown"))
         elapsed = clock() - started
         if status == "InService":
-            show(f"{endpoint_name}: InService after {_elapsed(elapsed)}", "\n")
+            line.finish(f"{endpoint_name}: InService after {_elapsed(elapsed)}")
             return described
         if status == "Failed":
-            show(f"{endpoint_name}: Failed after {_elapsed(elapsed)}", "\n")
+            line.finish(f"{endpoint_name}: Failed after {_elapsed(elapsed)}")
             raise EndpointFailedError(endpoint_name, described.get("FailureReason"))
         if status == "Deleting":
-            show(f"{endpoint_name}: Deleting", "\n")
+            line.finish(f"{endpoint_name}: Deleting")
             raise DeploymentError(f"Endpoint {endpoint_name!r} is being deleted; deploy it "
                                   "again to use it.")
         if elapsed >= timeout_s:
-            show(f"{endpoint_name}: still {status} after {_elapsed(elapsed)}", "\n")
+            line.finish(f"{endpoint_name}: still {status} after {_elapsed(elapsed)}")
             raise EndpointWaitTimeout(endpoint_name, status, elapsed)
-        show(f"{endpoint_name}: {status} (elapsed {_elapsed(elapsed)})")
+        line.update(f"{endpoint_name}: {status} (elapsed {_elapsed(elapsed)})", state=status)
         sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 

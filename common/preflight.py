@@ -1,7 +1,9 @@
 """Pre-flight checks: fail in seconds, before anything is created, instead of after a long wait.
 
-:func:`preflight` checks what most often breaks a deploy at the end of a 10 to 30 minute
-wait, or halfway through a download, and reports every problem at once with its fix:
+:func:`preflight` checks what would otherwise stop a deploy part-way -- a quota shortfall
+fails ``CreateEndpoint`` at once, but after the weight copy and the model; a gated model
+fails only at the end of the endpoint's 10 to 30 minute start; a full disk halfway through a
+download -- and reports every problem at once with its fix:
 
 * **Instance quota** -- Service Quotas (``list_service_quotas``, service code ``sagemaker``),
   the quota named ``"<instance type> for endpoint usage"``, against the instances the account's

@@ -41,6 +41,7 @@ __all__ = [
     "LMI_ENTRY_POINT",
     "LMI_VERSION",
     "LMI_VERSION_REASON",
+    "LMI_VERSION_SUMMARY",
     "PRESETS",
     "TGI_VERSION",
     "InstanceType",
@@ -75,7 +76,13 @@ LMI_VERSION_REASON = (
     "on the g5 (A10G) instances these recipes use: if the endpoint does not start, read its "
     "CloudWatch log, and try the matching ml.g6 instance type or pin 0.35.0 (LMI v17)."
 )
-"""Why :data:`LMI_VERSION` is what it is; the LMI deploy notebooks show this text."""
+"""Why :data:`LMI_VERSION` is what it is, in full (DESIGN.md carries it too)."""
+
+LMI_VERSION_SUMMARY = (
+    "The preset pins DJL Serving 0.36.0 (LMI v27), the newest version whose documentation and "
+    "source code are published, so that every setting here follows what that version documents."
+)
+"""Which LMI container and why, in the one sentence the notebooks show."""
 
 LMI_ENTRY_POINT = "djl_python.lmi_vllm.vllm_async_service"
 """The handler of LMI's vLLM async mode (djl-serving ``PyModel.java`` recommends it when async
@@ -98,6 +105,8 @@ ACTIVATION_RESERVE_GIB = 1.0
 (vLLM profiles this at start-up; about 1 GiB per GPU for these models at these batch sizes)."""
 
 _BYTES_PER_PARAMETER = 2  # fp16 / bf16 weights
+_GROUPS = {"serving.properties:": "serving.properties", "env": "Environment variables"}
+"""Row-name prefixes of :meth:`Preset.table_rows` that ``str(preset)`` shows as a heading."""
 _GIB = 1024**3
 _SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|KEY|KEY_ID)$", re.IGNORECASE)
 _SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)[bB](?![a-zA-Z])")
@@ -668,9 +677,27 @@ class Preset:
         return f"Preset({', '.join(fields)})"
 
     def __str__(self) -> str:
-        rows = self.table_rows()
-        width = max(len(name) for name, _ in rows)
-        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+        """The preset as an aligned two-column table; ``serving.properties`` keys and
+        environment variables are indented under a heading of their own."""
+        lines: list[tuple[str, str]] = []
+        heading = None
+        for name, value in self.table_rows():
+            group, _, key = name.partition(" ")
+            if group in _GROUPS and key:
+                if heading != group:
+                    lines.append((_GROUPS[group], ""))
+                    heading = group
+                lines.append(("  " + key.removeprefix(": ").lstrip(), value))
+            else:
+                lines.append((name, value))
+                heading = None
+        width = max(len(name) for name, value in lines if value)
+        return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's plain-text view (Jupyter's text/plain, a terminal, a headless run): the
+        aligned table of :meth:`__str__`, not the one long line of :meth:`__repr__`."""
+        printer.text("Preset(...)" if cycle else str(self))
 
     def _repr_html_(self) -> str:
         body = "".join(

@@ -42,6 +42,7 @@ from common.endpoints import (
 )
 from common.errors import DeploymentError, InferenceComponentFailedError
 from common.metrics import percentile
+from common.progress import ProgressLine
 
 __all__ = [
     "COPY_COUNT_DIMENSION",
@@ -67,22 +68,6 @@ def inference_component_resource_id(name: str) -> str:
 # --------------------------------------------------------------------------- waiting
 
 
-class _Line:
-    """A progress line rewritten in place with ``\\r``."""
-
-    def __init__(self, out: TextIO | None, enabled: bool) -> None:
-        self.out = out if out is not None else sys.stdout
-        self.enabled = enabled
-        self.width = 0
-
-    def show(self, text: str, end: str = "") -> None:
-        if not self.enabled:
-            return
-        self.out.write("\r" + text.ljust(self.width) + end)
-        self.out.flush()
-        self.width = 0 if end else len(text)
-
-
 def _copies(described: dict[str, Any]) -> tuple[int, int]:
     runtime = described.get("RuntimeConfig") or {}
     return int(runtime.get("CurrentCopyCount", 0) or 0), int(runtime.get("DesiredCopyCount", 0)
@@ -102,8 +87,9 @@ def wait_for_inference_component(
 ) -> dict[str, Any]:
     """Poll ``DescribeInferenceComponent`` until the component is ``InService``.
 
-    The line (rewritten in place) shows the status, the copies current/desired and the
-    elapsed time, e.g. ``llama-ic: Creating, copies 0/1 (elapsed 02:10)``.
+    The progress (:class:`common.progress.ProgressLine`: one updating line in Jupyter, a line
+    per change elsewhere) shows the status, the copies current/desired and the elapsed time,
+    e.g. ``llama-ic: Creating, copies 0/1 (elapsed 02:10)``.
 
     Args:
         name: the inference component.
@@ -127,7 +113,7 @@ def wait_for_inference_component(
     from botocore.exceptions import ClientError
 
     client = _client(sagemaker_client, "sagemaker")
-    line = _Line(out, progress)
+    line = ProgressLine(out, enabled=progress, clock=clock)
     started = clock()
     pauses = _growing_pauses(1.0, poll_s)
     while True:
@@ -135,7 +121,7 @@ def wait_for_inference_component(
             described = client.describe_inference_component(InferenceComponentName=name)
         except ClientError as exc:
             if _is_missing(exc):
-                line.show(f"{name}: not found", "\n")
+                line.finish(f"{name}: not found")
                 raise DeploymentError(
                     f"Inference component {name!r} does not exist in this account and region. "
                     "Check the name and the region, and that InferenceComponent.create ran."
@@ -146,23 +132,23 @@ def wait_for_inference_component(
         elapsed = clock() - started
         state = f"{name}: {status}, copies {current}/{desired}"
         if status == "InService":
-            line.show(f"{state} after {_elapsed(elapsed)}", "\n")
+            line.finish(f"{state} after {_elapsed(elapsed)}")
             return described
         if status == "Failed":
-            line.show(f"{state} after {_elapsed(elapsed)}", "\n")
+            line.finish(f"{state} after {_elapsed(elapsed)}")
             raise InferenceComponentFailedError(name, described.get("FailureReason"))
         if status == "Deleting":
-            line.show(state, "\n")
+            line.finish(state)
             raise DeploymentError(f"Inference component {name!r} is being deleted; create it "
                                   "again to use it.")
         if elapsed >= timeout_s:
-            line.show(f"{state} after {_elapsed(elapsed)}", "\n")
+            line.finish(f"{state} after {_elapsed(elapsed)}")
             raise DeploymentError(
                 f"Inference component {name!r} is still {status} after {elapsed:.0f} s. Check "
                 f"its log in CloudWatch (/aws/sagemaker/InferenceComponents/{name}) and that "
                 "the endpoint's ManagedInstanceScaling allows an instance for it; then wait "
                 "again with a longer timeout.")
-        line.show(f"{state} (elapsed {_elapsed(elapsed)})")
+        line.update(f"{state} (elapsed {_elapsed(elapsed)})", state=state)
         sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 

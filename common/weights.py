@@ -81,11 +81,12 @@ class CopyResult:
     peak_disk_bytes: int = 0
 
     def summary(self) -> str:
-        """One line: files and bytes copied, skipped, and the peak disk use."""
+        """Two lines: files and bytes copied, skipped, and the peak disk use; then
+        ``-> s3://...`` (on a line of its own, so that neither runs on)."""
         return (f"{len(self.uploaded)} files uploaded, {len(self.skipped)} already in S3; "
                 f"{format_bytes(self.total_bytes)} in all; the disk held at most "
                 f"{format_bytes(self.peak_disk_bytes)} at once (largest file "
-                f"{format_bytes(self.largest_file_bytes)}) -> {self.uri}")
+                f"{format_bytes(self.largest_file_bytes)})\n-> {self.uri}")
 
 
 def format_bytes(size: float) -> str:

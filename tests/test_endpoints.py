@@ -5,8 +5,10 @@ stand-in's moto control plane where real AWS behaviour matters."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -414,11 +416,48 @@ def test_waiting_shows_the_status_and_elapsed_time_until_in_service():
     client = FakeSageMaker("Creating", "Creating", "Creating", "InService")
     described, shown = _wait(client)
     assert described["EndpointStatus"] == "InService"
-    assert "\rep: Creating (elapsed 00:00)" in shown
-    assert "\rep: Creating (elapsed 00:02)" in shown  # pauses of 1 s, then 1.5 times longer
-    # The last line is padded to cover the longer one it overwrites, then ends the line.
-    assert shown.endswith("\rep: InService after 00:04   \n")
-    assert shown.count("\n") == 1 and client.calls == 4
+    # Outside Jupyter: a line per change of status (never \r, which runs lines together in
+    # a log or a saved output), then the final line.
+    assert shown == "ep: Creating (elapsed 00:00)\nep: InService after 00:04\n"
+    assert client.calls == 4  # pauses of 1 s, then 1.5 times longer
+
+
+def test_a_long_wait_repeats_an_unchanged_status_every_five_minutes():
+    client = FakeSageMaker(*["Creating"] * 40, "Updating", "InService")
+    _, shown = _wait(client, poll_s=60)
+    lines = shown.splitlines()
+    assert lines[0] == "ep: Creating (elapsed 00:00)"
+    creating = lines[:-2]
+    assert len(creating) >= 6 and all(line.startswith("ep: Creating (elapsed ")
+                                       for line in creating)
+    seconds = [int(m) * 60 + int(s) for m, s in
+               (re.search(r"(\d+):(\d+)\)$", line).groups() for line in creating)]
+    gaps = [b - a for a, b in itertools.pairwise(seconds)]
+    assert all(300 <= gap <= 360 for gap in gaps), gaps  # every 5 minutes, at a 60 s poll
+    assert lines[-2].startswith("ep: Updating (elapsed ") and lines[-1].startswith(
+        "ep: InService after ")
+
+
+def test_in_jupyter_the_wait_is_one_line_updated_in_place(monkeypatch):
+    import common.progress
+
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj.data)
+
+    def display_handle(text):
+        shown.append(text)
+        return Handle()
+
+    monkeypatch.setenv("COMMON_DISPLAY", "widget")
+    monkeypatch.setattr(common.progress, "_display_handle", display_handle)
+    clock = FakeClock()
+    wait_for_endpoint("ep", sagemaker_client=FakeSageMaker("Creating", "Creating", "InService"),
+                      clock=clock, sleep=clock.sleep)
+    assert shown == ["ep: Creating (elapsed 00:00)", "ep: Creating (elapsed 00:01)",
+                     "ep: InService after 00:02"]
 
 
 def test_waiting_without_progress_prints_nothing():

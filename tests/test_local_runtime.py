@@ -13,10 +13,12 @@ import botocore.exceptions
 import pytest
 import urllib3.exceptions
 from botocore.config import Config
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common.errors import EndpointNotFoundError, invocation_error_from_client_error
 from common.local.backends import GeneratedToken, GenerationRequest, ReplayBackend
-from common.local.runtime import FAULT_GRAMMAR, EndpointInfo, RuntimeServer
+from common.local.runtime import FAULT_GRAMMAR, EndpointInfo, RuntimeServer, cut_first_part
 from common.prompts import build_llama2_prompt
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
@@ -75,6 +77,10 @@ def _parts(response) -> list[bytes]:
     return [event["PayloadPart"]["Bytes"] for event in response["Body"]]
 
 
+def _event_bytes(events) -> bytes:
+    return b"".join(event["PayloadPart"]["Bytes"] for event in events)
+
+
 def _sse_events(data: bytes) -> list[dict]:
     events = [e for e in data.decode().split("\n\n") if e]
     assert all(e.startswith("data: ") for e in events)
@@ -90,6 +96,11 @@ def test_tgi_stream_is_one_payload_part_per_token_in_tgi_sse(client):
     assert response["ContentType"] == "text/event-stream"
     assert response["InvokedProductionVariant"] == "AllTraffic"
     parts = _parts(response)
+    # The first event comes in two parts cut inside its line; then one part per token.
+    head, tail, *rest = parts
+    assert b"\n" not in head and head.startswith(b'data: {"index":1,')
+    assert tail.endswith(b"\n\n") and tail.count(b"\n\n") == 1
+    parts = [head + tail, *rest]
     assert len(parts) == len(ANSWER)
     events = [e for part in parts for e in _sse_events(part)]
     assert [e["index"] for e in events] == list(range(1, len(ANSWER) + 1))
@@ -120,9 +131,10 @@ def test_payload_parts_arrive_as_tokens_are_produced():
     with RuntimeServer(ENDPOINTS.get, backend=backend) as gated:
         response = _stream(_client(gated.url), inputs="Hi", stream=True)
         events = iter(response["Body"])
-        first = next(events)  # arrives while the backend still holds the other tokens
+        # The first event, in its two parts, arrives while the backend holds the other tokens.
+        first = next(events)["PayloadPart"]["Bytes"] + next(events)["PayloadPart"]["Bytes"]
         assert not backend.release.is_set()
-        assert _sse_events(first["PayloadPart"]["Bytes"])[0]["token"]["text"] == " first"
+        assert _sse_events(first)[0]["token"]["text"] == " first"
         backend.release.set()
         rest = [e["PayloadPart"]["Bytes"] for e in events]
         assert [_sse_events(p)[0]["token"]["text"] for p in rest] == [" second", "</s>"]
@@ -148,9 +160,9 @@ def test_without_stream_true_the_stream_carries_one_json_document(client, endpoi
                        parameters={"max_new_tokens": 8, "return_full_text": False})
     assert response["ContentType"] == "application/json"
     parts = _parts(response)
-    assert len(parts) == 1
+    assert len(parts) == 2, "one document, cut in two like every stream's first write"
     text = "".join(t.text for t in ANSWER[:8])
-    assert expected(json.loads(parts[0]), text)
+    assert expected(json.loads(b"".join(parts)), text)
 
 
 @pytest.mark.parametrize(("endpoint", "frame"), [("tgi-ep", "sse"), ("lmi-ep", "lines")])
@@ -170,6 +182,37 @@ def test_messages_api_streams_chat_chunks(client, endpoint, frame):
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert "AnyCloud Internet Service" in text
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+@given(st.binary(max_size=300))
+def test_the_first_write_is_cut_inside_its_first_line_and_keeps_its_bytes(data):
+    parts = cut_first_part(data)
+    assert b"".join(parts) == data and (all(parts) or parts == [b""])
+    first_line = data.split(b"\n", 1)[0]
+    if len(first_line) >= 2:
+        head, _tail = parts
+        assert b"\n" not in head and len(head) < len(first_line)
+    else:
+        assert parts == [data]
+
+
+@pytest.mark.parametrize(("endpoint", "body"), [
+    ("tgi-ep", {"inputs": PROMPT, "parameters": {"max_new_tokens": 5}}),
+    ("lmi-ep", {"inputs": PROMPT, "parameters": {"max_new_tokens": 5}}),
+    ("tgi-ep", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}),
+    ("lmi-ep", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}),
+], ids=["tgi", "lmi", "tgi-messages", "lmi-messages"])
+def test_every_stream_splits_its_first_line_across_two_parts(client, endpoint, body):
+    plain = _parts(_stream(client, endpoint, stream=True, **body))
+    chunked = _parts(_stream(client, endpoint, stream=True, **body,
+                             attributes="local-fault=chunking:3"))
+    assert b"\n" not in plain[0], "the first part ends inside a line"
+    assert plain[1].count(b"\n") >= 1, "the second part ends that line"
+    assert all(part.endswith(b"\n") for part in plain[1:]), "later parts hold whole lines"
+    if endpoint == "tgi-ep" and "inputs" in body:
+        # Same bytes as any other cut; only the boundaries differ (the replay is deterministic;
+        # a chat chunk's "created" second may differ between two requests).
+        assert b"".join(plain) == b"".join(chunked)
 
 
 def test_invoke_endpoint_returns_the_whole_answer(client):
@@ -231,8 +274,8 @@ def test_model_stream_error_after_n_tokens(client, code):
     seen = []
     with pytest.raises(botocore.exceptions.EventStreamError) as caught:
         for event in response["Body"]:
-            seen.append(event["PayloadPart"]["Bytes"])
-    assert len(seen) == 3
+            seen.append(event)
+    assert [e["index"] for e in _sse_events(_event_bytes(seen))] == [1, 2, 3]
     assert caught.value.response["Error"]["Code"] == "ModelStreamError"
     assert caught.value.response["Error"]["Message"]
 
@@ -265,14 +308,15 @@ def test_a_dropped_connection_breaks_the_stream(client):
     with pytest.raises(STREAM_ERRORS):
         for event in response["Body"]:
             seen.append(event)
-    assert len(seen) == 3
+    assert [e["index"] for e in _sse_events(_event_bytes(seen))] == [1, 2, 3]
 
 
 def test_a_stalled_stream_ends_in_a_read_timeout(server):
     response = _stream(_client(server.url, read_timeout=0.5), inputs=PROMPT, stream=True,
                        attributes="local-fault=stall@2")
     events = iter(response["Body"])
-    next(events), next(events)
+    received = [next(events) for _ in range(3)]  # the first event in two parts, the second
+    assert [e["index"] for e in _sse_events(_event_bytes(received))] == [1, 2]
     with pytest.raises((botocore.exceptions.ReadTimeoutError,
                         urllib3.exceptions.ReadTimeoutError)):
         next(events)

@@ -10,6 +10,7 @@ no token leaked into any output.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -78,6 +79,22 @@ def _stdout(cell: nbformat.NotebookNode) -> str:
                    if out.get("output_type") == "stream" and out.get("name") == "stdout")
 
 
+def long_output_lines(notebook: nbformat.NotebookNode, limit: int = 200) -> list[str]:
+    """Every line of a code cell's output longer than ``limit`` characters: stream text and
+    the plain-text form of results and displays (what a terminal, the demo or a saved
+    notebook shows), each as ``"cell N: <start of the line>"``. A ``\\r`` does not end a
+    line here: rewritten progress runs together in a log or a saved output."""
+    found = []
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for number, cell in enumerate(code, start=1):
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") or out.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            found += [f"cell {number}: {line[:80]}..." for line in text.split("\n")
+                      if len(line) > limit]
+    return found
+
+
 def _all_text(notebook: nbformat.NotebookNode) -> str:
     return nbformat.writes(notebook)
 
@@ -125,8 +142,9 @@ def _invocations(run: PairRun, *, streaming: bool) -> list[dict[str, Any]]:
 
 def test_the_prompt_has_the_llama2_layout_without_a_second_bos(pair):
     prompts = [body["inputs"] for body in _invocations(pair, streaming=True) if "inputs" in body]
-    assert len(prompts) == 3, "the first question, the follow-up and the chat's question"
-    first, follow_up, _chat = prompts
+    assert len(prompts) == 4, "the raw stream, the first question, the follow-up, the chat's"
+    raw, first, follow_up, _chat = prompts
+    assert raw == first, "the raw stream asks the first question, with a shorter answer"
     for prompt in prompts:
         assert not prompt.startswith("<s>"), "the container adds BOS; a literal <s> doubles it"
         assert prompt.startswith("[INST] <<SYS>>\n") and prompt.endswith(" [/INST]")
@@ -141,7 +159,8 @@ def test_the_prompt_has_the_llama2_layout_without_a_second_bos(pair):
 
 def test_every_streaming_request_streams_and_caps_the_answer(pair):
     bodies = _invocations(pair, streaming=True)
-    assert len(bodies) == 4, "first answer, follow-up, Messages API, the chat's question"
+    assert len(bodies) == 5, "raw stream, first answer, follow-up, Messages API, the chat's"
+    assert bodies[0]["parameters"]["max_new_tokens"] == 24
     for body in bodies:
         assert body["stream"] is True
         if "inputs" in body:
@@ -160,7 +179,7 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
         pytest.skip("only the replay backend's text is known in advance")
     replies = [pair.stack.backend.answer_for(GenerationRequest(
         prompt=body.get("inputs"), messages=body.get("messages")))
-        for body in _invocations(pair, streaming=True)[:len(STREAM_TITLES)]]
+        for body in _invocations(pair, streaming=True)[1:1 + len(STREAM_TITLES)]]
     printed = [_stdout(c) for c in pair.inference.cells if c.cell_type == "code"
                and re.search(r"^\w+ = stream_answer\(", c.source, re.M)]
     assert len(printed) == len(replies) == len(STREAM_TITLES)
@@ -172,6 +191,33 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
         answer, _, summary = rest.rstrip("\n").rpartition("\n")
         assert answer == reply
         assert re.match(r"TTFT \d+ ms \| \d+ tokens \| [\d.]+ tokens/s", summary), summary
+
+
+def test_the_raw_stream_shows_a_split_line_and_the_hand_loop_agrees_with_the_helper(pair):
+    raw_body = _invocations(pair, streaming=True)[0]
+    shown = _stdout(_code_cell(pair.inference, "short_payload = "))
+    lines = shown.splitlines()
+    assert re.fullmatch(r"\d+ events; the first four:", lines[0])
+    assert re.fullmatch(r"part 1, \d+ bytes, ends INSIDE a line:", lines[1]), shown
+    assert re.fullmatch(r"part 2, \d+ bytes, ends at the end of a line:", lines[3]), shown
+    head, tail = (ast.literal_eval(line.strip()) for line in (lines[2], lines[4]))
+    assert b"\n" not in head and (head + tail).count(b"\n") >= 1
+    if pair.container == "tgi":
+        assert head.startswith(b'data: {"index":1,')
+    checked = _stdout(_code_cell(pair.inference, "by_hand = "))
+    count, _, text = checked.partition("\n")
+    match = re.fullmatch(r"(\d+) tokens; the same (\d+) characters both ways:", count)
+    assert match, checked
+    assert int(match.group(1)) == 24
+    if pair.stack.backend_name == "replay":
+        reply = pair.stack.backend.answer_for(GenerationRequest(prompt=raw_body["inputs"]))
+        assert text.rstrip("\n") and reply.startswith(text.rstrip("\n"))
+        assert int(match.group(2)) == len(text) - 1  # print() added the newline
+
+
+def test_no_output_line_runs_past_200_characters(pair):
+    for notebook in (pair.deploy, pair.inference):
+        assert long_output_lines(notebook) == []
 
 
 def test_the_chat_sent_its_scripted_question_with_the_system_prompt(pair):
@@ -206,7 +252,7 @@ def test_the_lmi_weights_went_to_s3(pair):
     if pair.container != "lmi":
         pytest.skip("TGI downloads the weights from the hub itself")
     summary = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).strip()
-    match = re.fullmatch(r"(\d+) files uploaded, 0 already in S3; .* -> (s3://\S+/model/)",
+    match = re.fullmatch(r"(\d+) files uploaded, 0 already in S3; .*\n-> (s3://\S+/model/)",
                          summary)
     assert match, summary
     # The clean-up has deleted the objects since: compare with what the hub offers.

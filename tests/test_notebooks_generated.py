@@ -58,21 +58,25 @@ def _keywords(call: ast.Call) -> dict[str, ast.expr]:
     return {kw.arg: kw.value for kw in call.keywords if kw.arg}
 
 
+def _evaluate(node: ast.expr) -> object:
+    """A literal's value; a dict display key by key; any other expression as its source."""
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {ast.literal_eval(k): _evaluate(v) for k, v in zip(node.keys, node.values,
+                                                                  strict=True)}
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return ast.unparse(node)
+
+
 def _dict_literals(path: Path) -> dict[str, dict]:
-    """Every ``name = {...}`` literal dict assigned in the notebook's code, evaluated."""
+    """Every ``name = {...}`` dict display assigned in the notebook's code, evaluated."""
     found = {}
     for source in _code_cells(path):
         for node in ast.walk(_python(source)):
             if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
                     and isinstance(node.targets[0], ast.Name)):
-                keys = [ast.literal_eval(k) for k in node.value.keys if k is not None]
-                values = {}
-                for key, value in zip(keys, node.value.values, strict=False):
-                    try:
-                        values[key] = ast.literal_eval(value)
-                    except ValueError:
-                        values[key] = ast.unparse(value)
-                found[node.targets[0].id] = values
+                found[node.targets[0].id] = _evaluate(node.value)
     return found
 
 
@@ -256,7 +260,8 @@ def test_inference_payloads_stream_and_cap_the_answer(path):
     payloads = _dict_literals(path)
     generate = payloads["payload"]
     assert generate["stream"] is True
-    assert generate["parameters"]["max_new_tokens"] > 0
+    # The cap comes from the preset (checked against its token limits), not typed again.
+    assert generate["parameters"]["max_new_tokens"] == "preset.max_new_tokens"
     assert generate["inputs"] == "prompt"
     chat = payloads["chat_payload"]
     assert chat["stream"] is True and chat["max_tokens"] > 0 and chat["messages"]
@@ -267,11 +272,11 @@ def test_inference_streams_with_boto3_and_the_common_helpers(path):
     container = "lmi" if "-lmi-" in path.name else "tgi"
     tree = _python("\n".join(_code_cells(path)))
     stream_calls = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
-    assert len(stream_calls) == 2, "stream_answer and the chat's open_stream"
+    assert len(stream_calls) == 3, "the raw stream, stream_answer and the chat's open_stream"
     for stream_call in stream_calls:
         assert set(_keywords(stream_call)) == {"EndpointName", "Body", "ContentType"}
     token_calls = _calls(tree, "common.iter_tokens")
-    assert len(token_calls) == 2
+    assert len(token_calls) == 3, "checking the hand decoder, stream_answer, open_stream"
     for tokens in token_calls:
         assert ast.literal_eval(_keywords(tokens)["container"]) == container
     assert _calls(tree, "common.show_chat") and _calls(tree, "common.Conversation.from_preset")
@@ -305,3 +310,90 @@ def test_clean_up_is_guarded_by_a_flag_that_defaults_to_false(path):
     keywords = set(_keywords(delete))
     assert {"endpoint_config_name", "model_name"} <= keywords
     assert ("s3_uri" in keywords) == ("-lmi-" in path.name), "LMI also deletes its S3 prefix"
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=_id)
+def test_the_raw_stream_is_decoded_by_hand_before_any_common_stream_helper(path):
+    cells = _read(path).cells
+    code = [(i, c.source) for i, c in enumerate(cells) if c.cell_type == "code"]
+
+    def first(needle: str) -> int:
+        return next((i for i, source in code if needle in source), len(cells))
+
+    raw = first('events = list(response["Body"])')
+    by_hand = first("def decode_by_hand(events):")
+    helper = min(first(f"common.{name}(") for name in (
+        "iter_tokens", "iter_text", "show_stream", "invoke_stream", "LineIterator"))
+    assert raw < by_hand < helper, "raw bytes, then the hand loop, then the helpers"
+    check = cells[helper].source
+    assert "by_hand = \"\".join(decode_by_hand(events))" in check
+    assert "common.iter_tokens(events" in check and "assert by_hand == by_helper" in check
+    loop = cells[by_hand].source
+    assert "buffer" in loop and 'split(b"\\n", 1)' in loop  # joins a line split across parts
+    bullets = cells[helper + 1].source
+    for topic in ("character split", "Error events", "stalled or dropped", "Special tokens"):
+        assert topic in bullets
+
+
+SETTINGS = ("max_new_tokens", "do_sample", "temperature", "top_p", "return_full_text", "stop")
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=_id)
+def test_every_generation_setting_is_explained_before_the_cell_that_sets_it(path):
+    cells = _read(path).cells
+    (index,) = [i for i, c in enumerate(cells)
+                if c.cell_type == "code" and c.source.startswith("payload = {")]
+    explained = cells[index - 1].source
+    for name in SETTINGS:
+        assert re.search(rf"^- `{name}`", explained, re.M), f"{name} is not explained"
+    assert "(the preset's, 512)" in explained and "`MAX_TOTAL_TOKENS` (4,096)" in explained
+
+
+@pytest.mark.parametrize("path", DEPLOY + SCALE, ids=_id)
+def test_every_container_setting_is_explained_with_the_presets_value(path):
+    container = "lmi" if "-lmi" in path.name else "tgi"
+    size = re.search(r"llama-2-(\d+b)-", path.name).group(1)
+    preset = generator.recipe_for(container, size).preset
+    cells = _read(path).cells
+    marker = ("common.render_serving_properties(" if container == "lmi"
+              else "preset.tgi_environment(")
+    (index,) = [i for i, c in enumerate(cells) if c.cell_type == "code" and marker in c.source]
+    explained = cells[index - 1].source
+    if container == "tgi":
+        for name, value in (("MAX_INPUT_TOKENS", preset.max_input_tokens),
+                            ("MAX_TOTAL_TOKENS", preset.max_total_tokens),
+                            ("MAX_BATCH_PREFILL_TOKENS", preset.max_batch_prefill_tokens),
+                            ("SM_NUM_GPUS", preset.num_gpus)):
+            assert f"- `{name}` = {value:,}:" in explained, name
+    else:
+        properties = preset.serving_properties("s3://bucket/prefix/")
+        for key in properties:
+            assert f"`{key}" in explained, f"{key} is not explained"
+        for key in ("option.tensor_parallel_degree", "option.max_model_len",
+                    "option.max_rolling_batch_size"):
+            assert f"`{key}={properties[key]}`" in explained, key
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + SCALE, ids=_id)
+def test_the_first_cell_says_how_long_and_what_it_costs_on_aws(path):
+    container = "lmi" if "-lmi" in path.name else "tgi"
+    size = re.search(r"llama-2-(\d+b)-", path.name).group(1)
+    price = generator.recipe_for(container, size).preset.instance.approx_usd_per_hour
+    first = _read(path).cells[0].source
+    match = re.search(r"\*\*Time and cost on AWS\.\*\* About (\d+) to (\d+) minutes", first)
+    assert match and int(match.group(1)) < int(match.group(2))
+    assert f"**${price:.2f} per hour**" in first
+    assert re.search(r"\$\d+\.\d\d to \$\d+\.\d\d", first), "no cost for the run"
+    if path in SCALE:
+        for wait in ("provisioned", "15-minute scale-in", "idle release"):
+            assert wait in first, wait
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + SCALE, ids=_id)
+def test_no_container_release_engineering_in_the_notebooks(path):
+    from common.presets import LMI_VERSION_REASON
+
+    text = "\n".join(cell.source for cell in _read(path).cells)
+    assert LMI_VERSION_REASON not in text
+    for remark in ("Upstream CI", "forward-compatibility", "0.38.0"):
+        assert remark not in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 import string
 
 import pytest
@@ -290,6 +291,23 @@ def test_the_table_says_the_token_is_given_at_deploy_time_and_shows_the_settings
     assert "8 x NVIDIA A10G" in rows["Hardware"]
     lmi = dict(get_preset("13b", "lmi").table_rows())
     assert lmi["serving.properties: option.tensor_parallel_degree"] == "4"
+
+
+@pytest.mark.parametrize("key", sorted(PRESETS), ids="-".join)
+def test_ipython_shows_a_preset_as_an_aligned_table_not_one_long_line(key):
+    from IPython.lib.pretty import pretty
+
+    preset = PRESETS[key]
+    shown = pretty(preset)
+    assert shown == str(preset) and shown.startswith("Model ")
+    lines = shown.splitlines()
+    assert max(map(len, lines)) <= 130  # no line runs on (the repr is one 700-character line)
+    heading = "serving.properties" if key[1] == "lmi" else "Environment variables"
+    assert heading in lines
+    for name, value in preset.table_rows():  # every row, its value in one aligned column
+        short = name.removeprefix("serving.properties: ").removeprefix("env ")
+        (line,) = [line for line in lines if re.split(r"\s{2,}", line.strip())[0] == short]
+        assert line.endswith(value) and line.index(value) == lines[0].index(preset.model_id)
 
 
 def test_an_invalid_preset_can_still_be_shown():

@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from botocore.exceptions import ClientError
 from notebook_capture import executed_notebook
-from test_notebook_runs import _code_cell, _execute, _stdout
+from test_notebook_runs import _code_cell, _execute, _stdout, long_output_lines
 
 from common.local.backends import GenerationRequest
 from common.notebooks.generator import RECIPES, scale_path
@@ -143,3 +143,7 @@ def test_after_clean_up_nothing_is_left(scale_run):
     alarms = session.client("cloudwatch").describe_alarms(
         AlarmNamePrefix=scale_run.component)["MetricAlarms"]
     assert not alarms
+
+
+def test_no_output_line_runs_past_200_characters(scale_run):
+    assert long_output_lines(scale_run.notebook) == []

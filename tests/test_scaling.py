@@ -192,8 +192,9 @@ def test_waiting_for_a_component_shows_status_and_copies():
     result, shown = _wait([_described("Creating"), _described("Creating"),
                            _described("InService", 1, 1)])
     assert result["InferenceComponentStatus"] == "InService"
-    assert f"\r{IC}: Creating, copies 0/1 (elapsed 00:01)" in shown  # pauses 1 s, then 1.5 s
-    assert shown.rstrip(" \n").endswith(f"{IC}: InService, copies 1/1 after 00:02")
+    # A line per change (pauses 1 s, then 1.5 s), never \r-rewritten.
+    assert shown == (f"{IC}: Creating, copies 0/1 (elapsed 00:00)\n"
+                     f"{IC}: InService, copies 1/1 after 00:02\n")
 
 
 def test_a_failed_component_raises_with_its_reason():

@@ -9,7 +9,10 @@ It serves botocore's two invoke routes (service model ``sagemaker-runtime``, pro
   ``InvokeEndpointWithResponseStream``: ``Content-Type: application/vnd.amazon.eventstream``,
   the container's content type in ``X-Amzn-SageMaker-Content-Type``, chunked transfer
   encoding, and one ``PayloadPart`` frame flushed per container write (per token) as it is
-  produced.
+  produced -- except the stream's first write, which goes out as two ``PayloadPart`` frames
+  cut inside its first line (:func:`cut_first_part`), because SageMaker's part boundaries are
+  arbitrary and a decoder must join a line split across parts. The bytes are the same; only
+  where one part ends and the next begins differs.
 
 Both answer ``x-Amzn-Invoked-Production-Variant``, ``x-amzn-RequestId`` and
 ``X-Local-Request-Id`` (the key of this server's request log and frame timings). Errors use
@@ -49,7 +52,8 @@ one fault or several joined with ``+``::
     model-error[:STATUS]              ModelError (HTTP 424) with OriginalStatusCode STATUS
                                       (default 500) before the stream
     chunking[:SEED]                   cut every payload into PayloadParts at random byte
-                                      positions (seeded), to exercise decoders
+                                      positions (seeded), to exercise decoders (instead of
+                                      the one cut in the first line of every stream)
 
 ``InvokeEndpoint`` has no event stream: there ``model-stream-error`` and
 ``internal-stream-failure`` do nothing, ``drop`` closes the connection before any response,
@@ -94,6 +98,7 @@ __all__ = [
     "EndpointInfo",
     "Fault",
     "RuntimeServer",
+    "cut_first_part",
     "parse_fault_spec",
     "split_custom_attributes",
 ]
@@ -184,6 +189,24 @@ class Fault:
             if value is not None:
                 text += f":{value}"
         return text
+
+
+def cut_first_part(data: bytes) -> list[bytes]:
+    """Return the first write of a response stream as the ``PayloadPart`` payloads to send.
+
+    SageMaker does not promise that a part holds whole lines ("usually ... a full json, this
+    is not guaranteed", AWS's streaming launch post): a line may arrive in two parts. The
+    stand-in makes that happen in every stream, early and deterministically, so that a
+    reader's decoder meets it at once: the first write is cut in the middle of its first line
+    (a write of one byte, or a first line of one byte, is sent whole). Joined, the parts are
+    ``data``.
+    """
+    end = data.find(b"\n")
+    line = len(data) if end < 0 else end
+    if line < 2:
+        return [data]
+    cut = line // 2
+    return [data[:cut], data[cut:]]
 
 
 def parse_fault_spec(spec: str) -> list[Fault]:
@@ -1009,6 +1032,7 @@ class _StreamWriter:
         self.timing = timing
         chunking = next((f for f in faults if f.kind == "chunking"), None)
         self.rng = random.Random(chunking.seed) if chunking is not None else None
+        self.first = True
 
     def open(self) -> None:
         handler = self.handler
@@ -1031,7 +1055,8 @@ class _StreamWriter:
         self._write(b"%x\r\n%s\r\n" % (len(frame), frame))
 
     def payload(self, data: bytes, index: int | None = None) -> None:
-        """Send ``data`` as PayloadPart frames (one, or random cuts under ``chunking``)."""
+        """Send ``data`` as PayloadPart frames: one; two for the stream's first write
+        (:func:`cut_first_part`); random cuts under ``chunking``."""
         if not data:
             return
         pieces = [data]
@@ -1039,6 +1064,9 @@ class _StreamWriter:
             cuts = sorted(self.rng.sample(range(1, len(data)), k=min(len(data) - 1,
                                                                        self.rng.randint(1, 4))))
             pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        elif self.first:
+            pieces = cut_first_part(data)
+        self.first = False
         for piece in pieces:
             self.frame(encode_payload_part(piece))
         if index is not None:

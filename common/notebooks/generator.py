@@ -100,6 +100,9 @@ class Recipe:
         preset_code: Python source of the deploy notebook's settings cell, replacing the
             ``get_preset`` + ``dataclasses.replace`` cell (empty: that cell).
         sizing_note: markdown that states the instance and token limits chosen and why.
+        preset: the :class:`~common.presets.Preset` the notebooks will deploy, for the values
+            the markdown states (token limits, batch settings) and the time and cost of the
+            first cell; ``None`` for the preset the notebook's ``preset_args`` name.
     """
 
     container: str
@@ -123,6 +126,7 @@ class Recipe:
     licence_url: str = ""
     preset_code: str = ""
     sizing_note: str = ""
+    preset: Any = None
 
     @property
     def deploy_path(self) -> PurePosixPath:
@@ -144,9 +148,19 @@ class Recipe:
         """The scale notebook's path relative to the output root."""
         return self.directory / self.scale_name
 
+    @property
+    def deploy_preset(self) -> Any:
+        """The preset the notebooks deploy: :attr:`preset`, else the one ``preset_args`` name."""
+        if self.preset is not None:
+            return self.preset
+        from common.presets import get_preset
+
+        size, container = (part.strip().strip('"') for part in self.preset_args.split(","))
+        return get_preset(size, container)
+
     def context(self) -> dict[str, Any]:
         """Return the template variables of this recipe."""
-        from common.presets import LMI_VERSION_REASON
+        from common.presets import LMI_VERSION_SUMMARY
 
         price = None if self.price_per_hour is None else f"{self.price_per_hour:.2f}"
         facts = _CONTAINER_FACTS[self.container]
@@ -154,7 +168,8 @@ class Recipe:
             "image_framework": facts["image_framework"],
             "deploy_section": facts["deploy_section"],
             "container_version_label": facts["version_label"].format(self.container_version),
-            "lmi_version_reason": LMI_VERSION_REASON,
+            "lmi_version_summary": LMI_VERSION_SUMMARY,
+            "recipe_preset": self.deploy_preset,
             "container": self.container,
             "container_label": _CONTAINER_LABELS[self.container],
             "model_id": self.model_id,
@@ -254,6 +269,7 @@ def recipe_for(container: str, size: str) -> Recipe:
         price_per_hour=price,
         container_version=preset.container_version,
         max_instances=scaling_settings(preset).max_instances,
+        preset=preset,
     )
 
 
@@ -340,12 +356,13 @@ def new_recipe(
         facts.prompt_builder()  # raises, with the flag to use, when there is no template
     sizing = size_deployment(facts, container, instance_type=instance_type)
     limits = {} if max_total_tokens is None else _token_limits(max_total_tokens)
+    preset = dataclasses.replace(sizing.preset, **limits)
     if limits:
-        dataclasses.replace(sizing.preset, **limits).validate()  # what the notebook checks
+        preset.validate()  # what the notebook checks
     return _recipe(model_id, container, sizing.instance.name,
                    prompt_format=prompt_format or "template",
                    preset_code=_sizing_code(model_id, container, sizing, limits),
-                   sizing_note=_sizing_note(sizing))
+                   sizing_note=_sizing_note(sizing), preset=preset)
 
 
 def _token_limits(max_total_tokens: int) -> dict[str, int]:
@@ -389,7 +406,7 @@ def _manual_recipe(model_id: str, container: str, instance_type: str | None, *,
                    prompt_format: str | None, base_size: str | None,
                    params_billion: float | None, max_total_tokens: int | None) -> Recipe:
     """The pair without the Hub: every fact given by hand (or a Llama 2 base preset)."""
-    from common.presets import custom_preset, instance_info, size_from_model_id
+    from common.presets import custom_preset, get_preset, instance_info, size_from_model_id
 
     if not instance_type or not prompt_format:
         raise ValueError("without the Hub, give --instance-type and --prompt-format "
@@ -405,13 +422,16 @@ def _manual_recipe(model_id: str, container: str, instance_type: str | None, *,
     base = base_size or "7b"
     if params is not None:  # check now what the notebook will check
         custom_preset(model_id, container, instance_type, params_billion=params, **limits)
+    preset = dataclasses.replace(  # what the notebook's dataclasses.replace builds
+        get_preset(base, container), model_id=model_id, instance_type=instance_type,
+        num_gpus=info.gpus, **({} if params is None else {"params_billion": params}), **limits)
     return _recipe(model_id, container, instance_type, prompt_format=prompt_format,
-                   preset_args=f'"{base}", "{container}"', preset_edits=edits)
+                   preset_args=f'"{base}", "{container}"', preset_edits=edits, preset=preset)
 
 
 def _recipe(model_id: str, container: str, instance_type: str, *, prompt_format: str,
             preset_args: str = "", preset_edits: str = "", preset_code: str = "",
-            sizing_note: str = "") -> Recipe:
+            sizing_note: str = "", preset: Any = None) -> Recipe:
     from common.model_facts import LICENCES, model_family
     from common.presets import LMI_VERSION, TGI_VERSION, instance_info
 
@@ -442,6 +462,7 @@ def _recipe(model_id: str, container: str, instance_type: str, *, prompt_format:
         licence_url=licence_url,
         preset_code=preset_code,
         sizing_note=sizing_note,
+        preset=preset,
     )
 
 
@@ -525,12 +546,17 @@ def render_recipe(recipe: Recipe) -> dict[PurePosixPath, str]:
     Returns:
         ``{relative path: notebook text}`` for the deploy and the inference notebook.
     """
+    from common.notebooks.estimates import deploy_estimate, inference_estimate
+
     context = recipe.context()
+    preset = recipe.deploy_preset
     return {
-        recipe.deploy_path: notebook_text(
-            render_notebook(f"{recipe.container}-deploy.ipynb.j2", context)),
-        recipe.inference_path: notebook_text(
-            render_notebook(f"{recipe.container}-inference.ipynb.j2", context)),
+        recipe.deploy_path: notebook_text(render_notebook(
+            f"{recipe.container}-deploy.ipynb.j2", {**context,
+                                                    "estimate": deploy_estimate(preset)})),
+        recipe.inference_path: notebook_text(render_notebook(
+            f"{recipe.container}-inference.ipynb.j2", {**context,
+                                                       "estimate": inference_estimate(preset)})),
     }
 
 
@@ -540,8 +566,14 @@ def render_scale(recipe: Recipe) -> dict[PurePosixPath, str]:
     Returns:
         ``{relative path: notebook text}``.
     """
-    return {recipe.scale_path: notebook_text(
-        render_notebook(f"{recipe.container}-scale.ipynb.j2", recipe.context()))}
+    from common.notebooks.estimates import scale_estimate
+    from common.presets import scaling_settings
+
+    preset = recipe.deploy_preset
+    estimate = scale_estimate(preset, scaling_settings(preset,
+                                                       max_instances=recipe.max_instances))
+    return {recipe.scale_path: notebook_text(render_notebook(
+        f"{recipe.container}-scale.ipynb.j2", {**recipe.context(), "estimate": estimate}))}
 
 
 def scale_path(container: str, size: str, root: Path = REPO_ROOT) -> Path:
