@@ -12,8 +12,10 @@ and small copies (``--copy-concurrency`` streams each, paced at ``--copy-ttft`` 
 for inference components and one component with one copy. Then, for every level, on the
 same endpoint and component in the same run:
 
-* **ours** -- :func:`common.bench.run_sweep` (the notebooks' capacity sweep: ``level``
-  streams at once, ``2 x level`` requests, ``InferenceComponentName`` on each);
+* **ours** -- :class:`common.bench.LoadRunner`, the engine of :func:`common.bench.run_sweep`
+  (the notebooks' capacity sweep: ``level`` streams at once, ``2 x level`` requests,
+  ``InferenceComponentName`` on each), one loop and one client for every level, as
+  ``run_sweep`` keeps them;
 * **LLMeter** -- ``llmeter.runner.Runner`` with its ``SageMakerStreamEndpoint`` (extended
   by three lines to send ``InferenceComponentName``, which 0.2.0 does not), ``clients=level``
   and 2 requests per client.
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from client_overhead import RESULTS, command_line, machine
 
-from common.bench import LevelReport, markdown_table, parse_levels, write_rows_csv
+from common.bench import LevelReport, LoadRunner, markdown_table, parse_levels, write_rows_csv
 from common.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,13 +118,10 @@ def deploy(preset: Any) -> None:
 # --------------------------------------------------------------------------- the two tools
 
 
-def ours(payload: dict[str, Any], level: int) -> tuple[LevelReport, float]:
-    """One level with common.bench.run_sweep; returns its report and the client CPU seconds."""
-    from common.bench import run_sweep
-
+def ours(runner: LoadRunner, level: int) -> tuple[LevelReport, float]:
+    """One level on the sweep's runner; returns its report and the client CPU seconds."""
     cpu = time.process_time()
-    (report,) = run_sweep(ENDPOINT, payload, [level], requests_per_level=2 * level,
-                          inference_component=COMPONENT, container="tgi", progress=False)
+    report = runner.level(level, 2 * level)
     return report, time.process_time() - cpu
 
 
@@ -214,26 +213,29 @@ def main(argv: list[str] | None = None) -> int:
                                         "Service.", "tgi", args.max_new_tokens)
         endpoint = _llmeter_endpoint()
         reports, rows = [], []
-        for level in args.levels:
-            report, our_cpu = ours(payload, level)
-            theirs, their_cpu = llmeter_level(endpoint, payload, level)
-            reports.append(report)
-            rows.append({
-                "streams": level,
-                "ours_ttft_p50_ms": _ms(report.ttft_p50_s),
-                "llmeter_ttft_p50_ms": _ms(theirs["ttft_p50_s"]),
-                "ours_ttft_p95_ms": _ms(report.ttft_p95_s),
-                "llmeter_ttft_p95_ms": _ms(theirs["ttft_p95_s"]),
-                "ours_stream_tok_s": _num(report.stream_tokens_per_s_p50),
-                "llmeter_stream_tok_s": _num(theirs["stream_tok_s_p50"]),
-                "ours_total_tok_s": _num(report.total_tokens_per_s),
-                "llmeter_total_tok_s": _num(theirs["total_tok_s"]),
-                "ours_cpu_ms_per_stream": f"{our_cpu / report.requests * 1000:.1f}",
-                "llmeter_cpu_ms_per_stream":
-                    f"{their_cpu / max(1, theirs['requests']) * 1000:.1f}",
-                "errors_ours/llmeter": f"{report.errors}/{theirs['errors']}",
-            })
-            print(f"{level} streams done", file=sys.stderr)
+        runner = LoadRunner(ENDPOINT, payload, max_concurrency=max(args.levels),
+                            container="tgi", inference_component=COMPONENT)
+        with runner:
+            for level in args.levels:
+                report, our_cpu = ours(runner, level)
+                theirs, their_cpu = llmeter_level(endpoint, payload, level)
+                reports.append(report)
+                rows.append({
+                    "streams": level,
+                    "ours_ttft_p50_ms": _ms(report.ttft_p50_s),
+                    "llmeter_ttft_p50_ms": _ms(theirs["ttft_p50_s"]),
+                    "ours_ttft_p95_ms": _ms(report.ttft_p95_s),
+                    "llmeter_ttft_p95_ms": _ms(theirs["ttft_p95_s"]),
+                    "ours_stream_tok_s": _num(report.stream_tokens_per_s_p50),
+                    "llmeter_stream_tok_s": _num(theirs["stream_tok_s_p50"]),
+                    "ours_total_tok_s": _num(report.total_tokens_per_s),
+                    "llmeter_total_tok_s": _num(theirs["total_tok_s"]),
+                    "ours_cpu_ms_per_stream": f"{our_cpu / report.requests * 1000:.1f}",
+                    "llmeter_cpu_ms_per_stream":
+                        f"{their_cpu / max(1, theirs['requests']) * 1000:.1f}",
+                    "errors_ours/llmeter": f"{report.errors}/{theirs['errors']}",
+                })
+                print(f"{level} streams done", file=sys.stderr)
         target = choose_target(reports)
         price = preset.instance.approx_usd_per_hour
         capacity = capacity_table(reports, price)

@@ -4,200 +4,92 @@ The client core -- prompts, stream decoding, errors, metrics -- needs only the s
 library (and botocore's exceptions, imported lazily); presets, endpoints, the live display and
 the load tool build on it. The async helpers (``ainvoke_stream``, ``async_runtime_client``)
 import aiobotocore only when called. ``common.local`` (the SageMaker stand-in) is not imported here.
+
+Every public name below is loaded when it is first used (PEP 562 module ``__getattr__``), so
+``import common`` -- and ``python -m common.bench``, which imports this package first --
+costs only the modules a caller touches: a load tool process never imports ipywidgets,
+jinja2, the presets or the pre-flight. The names, and what ``from common import X``,
+``common.X`` and ``dir(common)`` give, are the same as with eager imports; a submodule is
+reached as an attribute too (``import common`` then ``common.streaming``).
 """
 
-from common.aio import ainvoke, ainvoke_stream, async_runtime_client
-from common.capacity import (
-    IdleCost,
-    TargetChoice,
-    capacity_rows,
-    capacity_table,
-    choose_target,
-    cost_per_million_tokens,
-    idle_cost_per_day,
-    plot_capacity,
-)
-from common.chat_view import ChatView, show_chat
-from common.conversation import Conversation, PreparedTurn, TokenCounter, token_counter
-from common.display import StreamResult, plot_latency_comparison, show_stream
-from common.endpoints import (
-    approx_token_count,
-    build_payload,
-    delete_endpoint_resources,
-    invoke,
-    invoke_stream,
-    resolve_execution_role,
-    runtime_client,
-    validate_payload,
-    wait_for_endpoint,
-)
-from common.errors import (
-    ContainerStreamError,
-    DeploymentError,
-    EndpointFailedError,
-    EndpointNotFoundError,
-    EndpointWaitTimeout,
-    IncompleteStreamError,
-    InferenceComponentFailedError,
-    InternalStreamFailure,
-    InvocationError,
-    ModelFactsError,
-    ModelInvocationError,
-    ModelStreamError,
-    NoCapacityError,
-    PayloadError,
-    PreflightError,
-    PresetError,
-    RecipeError,
-    StreamError,
-    StreamTimeoutError,
-    ThrottledError,
-)
-from common.metrics import MeasuredStream, StreamMetrics, measure, percentile
-from common.model_facts import ModelFacts, read_model_facts
-from common.preflight import CheckResult, PreflightReport, preflight
-from common.presets import (
-    INSTANCE_TYPES,
-    PRESETS,
-    InstanceType,
-    Preset,
-    ScalingSettings,
-    custom_preset,
-    get_preset,
-    image_uri,
-    instance_info,
-    render_serving_properties,
-    scaling_settings,
-)
-from common.prompts import (
-    PromptBuilder,
-    build_llama2_prompt,
-    build_llama3_prompt,
-    build_prompt,
-    parse_llama2_prompt,
-    prompt_builder_for,
-)
-from common.scaling import (
-    BackgroundLoad,
-    ScalingState,
-    ScalingTimeline,
-    delete_scaling_resources,
-    read_scaling_state,
-    wait_for_inference_component,
-    watch_scaling,
-)
-from common.sizing import Sizing, size_deployment
-from common.streaming import (
-    END_TOKENS,
-    AsyncTokenStream,
-    LineIterator,
-    StreamDecoder,
-    Token,
-    TokenStream,
-    aiter_text,
-    aiter_tokens,
-    iter_text,
-    iter_tokens,
-)
-from common.weights import WEIGHT_PATTERNS, CopyResult, copy_weights_to_s3, list_weight_files
+from __future__ import annotations
 
-__all__ = [
-    "END_TOKENS",
-    "INSTANCE_TYPES",
-    "PRESETS",
-    "WEIGHT_PATTERNS",
-    "AsyncTokenStream",
-    "BackgroundLoad",
-    "ChatView",
-    "CheckResult",
-    "ContainerStreamError",
-    "Conversation",
-    "CopyResult",
-    "DeploymentError",
-    "EndpointFailedError",
-    "EndpointNotFoundError",
-    "EndpointWaitTimeout",
-    "IdleCost",
-    "IncompleteStreamError",
-    "InferenceComponentFailedError",
-    "InstanceType",
-    "InternalStreamFailure",
-    "InvocationError",
-    "LineIterator",
-    "MeasuredStream",
-    "ModelFacts",
-    "ModelFactsError",
-    "ModelInvocationError",
-    "ModelStreamError",
-    "NoCapacityError",
-    "PayloadError",
-    "PreflightError",
-    "PreflightReport",
-    "PreparedTurn",
-    "Preset",
-    "PresetError",
-    "PromptBuilder",
-    "RecipeError",
-    "ScalingSettings",
-    "ScalingState",
-    "ScalingTimeline",
-    "Sizing",
-    "StreamDecoder",
-    "StreamError",
-    "StreamMetrics",
-    "StreamResult",
-    "StreamTimeoutError",
-    "TargetChoice",
-    "ThrottledError",
-    "Token",
-    "TokenCounter",
-    "TokenStream",
-    "ainvoke",
-    "ainvoke_stream",
-    "aiter_text",
-    "aiter_tokens",
-    "approx_token_count",
-    "async_runtime_client",
-    "build_llama2_prompt",
-    "build_llama3_prompt",
-    "build_payload",
-    "build_prompt",
-    "capacity_rows",
-    "capacity_table",
-    "choose_target",
-    "copy_weights_to_s3",
-    "cost_per_million_tokens",
-    "custom_preset",
-    "delete_endpoint_resources",
-    "delete_scaling_resources",
-    "get_preset",
-    "idle_cost_per_day",
-    "image_uri",
-    "instance_info",
-    "invoke",
-    "invoke_stream",
-    "iter_text",
-    "iter_tokens",
-    "list_weight_files",
-    "measure",
-    "parse_llama2_prompt",
-    "percentile",
-    "plot_capacity",
-    "plot_latency_comparison",
-    "preflight",
-    "prompt_builder_for",
-    "read_model_facts",
-    "read_scaling_state",
-    "render_serving_properties",
-    "resolve_execution_role",
-    "runtime_client",
-    "scaling_settings",
-    "show_chat",
-    "show_stream",
-    "size_deployment",
-    "token_counter",
-    "validate_payload",
-    "wait_for_endpoint",
-    "wait_for_inference_component",
-    "watch_scaling",
-]
+import importlib
+import sys
+import types
+from typing import Any
+
+# Where each public name lives: its module, then the names it gives the package.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "common.aio": ("ainvoke", "ainvoke_stream", "async_runtime_client"),
+    "common.capacity": ("IdleCost", "TargetChoice", "capacity_rows", "capacity_table",
+                        "choose_target", "cost_per_million_tokens", "idle_cost_per_day",
+                        "plot_capacity"),
+    "common.chat_view": ("ChatView", "show_chat"),
+    "common.conversation": ("Conversation", "PreparedTurn", "TokenCounter", "token_counter"),
+    "common.display": ("StreamResult", "plot_latency_comparison", "show_stream"),
+    "common.endpoints": ("approx_token_count", "build_payload", "delete_endpoint_resources",
+                         "invoke", "invoke_stream", "resolve_execution_role", "runtime_client",
+                         "validate_payload", "wait_for_endpoint"),
+    "common.errors": ("ContainerStreamError", "DeploymentError", "EndpointFailedError",
+                      "EndpointNotFoundError", "EndpointWaitTimeout", "IncompleteStreamError",
+                      "InferenceComponentFailedError", "InternalStreamFailure",
+                      "InvocationError", "ModelFactsError", "ModelInvocationError",
+                      "ModelStreamError", "NoCapacityError", "PayloadError", "PreflightError",
+                      "PresetError", "RecipeError", "StreamError", "StreamTimeoutError",
+                      "ThrottledError"),
+    "common.metrics": ("MeasuredStream", "StreamMetrics", "measure", "percentile"),
+    "common.model_facts": ("ModelFacts", "read_model_facts"),
+    "common.preflight": ("CheckResult", "PreflightReport", "preflight"),
+    "common.presets": ("INSTANCE_TYPES", "PRESETS", "InstanceType", "Preset",
+                       "ScalingSettings", "custom_preset", "get_preset", "image_uri",
+                       "instance_info", "render_serving_properties", "scaling_settings"),
+    "common.prompts": ("PromptBuilder", "build_llama2_prompt", "build_llama3_prompt",
+                       "build_prompt", "parse_llama2_prompt", "prompt_builder_for"),
+    "common.scaling": ("BackgroundLoad", "ScalingState", "ScalingTimeline",
+                       "delete_scaling_resources", "read_scaling_state",
+                       "wait_for_inference_component", "watch_scaling"),
+    "common.sizing": ("Sizing", "size_deployment"),
+    "common.streaming": ("END_TOKENS", "AsyncTokenStream", "LineIterator", "StreamDecoder",
+                         "Token", "TokenStream", "aiter_text", "aiter_tokens", "iter_text",
+                         "iter_tokens"),
+    "common.weights": ("WEIGHT_PATTERNS", "CopyResult", "copy_weights_to_s3",
+                       "list_weight_files"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name (or a submodule) on first use; then it is a plain attribute."""
+    home = _HOME.get(name)
+    if home is not None:
+        value = getattr(importlib.import_module(home), name)
+        globals()[name] = value  # later look-ups find it without this function
+        return value
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise  # the submodule exists but something it imports does not
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The package's module type: importing ``common.preflight`` (the submodule) must not
+    replace ``common.preflight`` (the function it exports), as it would by default once
+    the package no longer imports that submodule itself."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _HOME.get(name) == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -7,10 +7,18 @@ sends ``requests`` requests per concurrency level, and reports per level: time t
 table on stdout, a CSV, and optionally a PNG chart.
 
 Every stream runs on one asyncio event loop (aiobotocore's client,
-:func:`common.ainvoke_stream`): hundreds of streams cost one thread, not one each. Inside a
-Jupyter kernel, whose loop is already running, the load runs on a fresh loop in a worker
-thread, so :func:`run_sweep` is a plain call there too. :func:`run_level` (a thread per
-stream, boto3) stays for comparison (``--engine threads``; see ``benchmarks/load.py``).
+:func:`common.aio.aopen_stream`): hundreds of streams cost one thread, not one each. One
+:class:`LoadRunner` -- one loop, one client whose pool holds a connection per stream of the
+busiest level -- serves every level of a run. Inside a Jupyter kernel, whose loop is already
+running, its loop runs in a worker thread, so :func:`run_sweep` is a plain call there too.
+:func:`run_level` (a thread per stream, boto3) stays for comparison (``--engine threads``;
+see ``benchmarks/load.py``).
+
+Each token is timed when its bytes were read from the connection
+(:attr:`common.aio.ResponseFrames.arrived`), not when the decoder handed it out, so TTFT and
+inter-token latency leave out the client's own parsing; ``--requests-csv`` writes every
+request's figures and its request id, to set against the server's own times
+(``benchmarks/bench_vs_llmeter.py``).
 """
 
 from __future__ import annotations
@@ -41,10 +49,20 @@ DEFAULT_PROMPT = (
 
 @dataclass
 class RequestResult:
-    """One request's outcome: its metrics, or the error that ended it."""
+    """One request's outcome: its metrics, or the error that ended it.
+
+    Attributes:
+        metrics: the stream's figures (``None`` when it failed before the stream began).
+        error: the error that ended it, as ``"Type: message"``.
+        request_id: the response's request id, when the stream began (asyncio engine).
+        started_s: ``time.perf_counter()`` just before the request was sent; TTFT and the
+            other times count from here.
+    """
 
     metrics: StreamMetrics | None
     error: str | None = None
+    request_id: str | None = None
+    started_s: float | None = None
 
 
 @dataclass
@@ -63,6 +81,7 @@ class LevelReport:
     stream_tokens_per_s_min: float | None
     total_tokens_per_s: float
     error_messages: list[str] = field(default_factory=list)
+    results: list[RequestResult] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
         """Return the report as a flat dict for the table and the CSV (times in ms)."""
@@ -145,22 +164,29 @@ def run_level(
     return summarize(concurrency, results, wall)
 
 
-async def _one_async_request(invoke: Callable[[], Awaitable[AsyncIterable[Any]]]
-                             ) -> RequestResult:
+async def _one_async_request(invoke: Callable[[], Awaitable[Any]]) -> RequestResult:
+    from common.aio import OpenStream
+
     start = time.perf_counter()
     try:
-        stream = await invoke()
+        opened = await invoke()
     except Exception as exc:  # a failure before the stream counts too
-        return RequestResult(None, f"{type(exc).__name__}: {exc}")
-    measured = measure(stream, start=start)
+        return RequestResult(None, f"{type(exc).__name__}: {exc}", started_s=start)
+    if isinstance(opened, OpenStream):  # tokens timed by when their bytes arrived
+        request_id = opened.request_id
+        measured = measure(opened.tokens, start=start, clock=opened.frames.now)
+    else:
+        request_id = None
+        measured = measure(opened, start=start)
     try:
         async for _ in measured:
             pass
     except Exception as exc:  # every failure is counted and reported, not hidden
-        return RequestResult(measured.metrics, f"{type(exc).__name__}: {exc}")
+        return RequestResult(measured.metrics, f"{type(exc).__name__}: {exc}", request_id,
+                             start)
     finally:
         await measured.aclose()  # returns the connection at once, even after a failure
-    return RequestResult(measured.metrics)
+    return RequestResult(measured.metrics, None, request_id, start)
 
 
 async def arun_level(
@@ -174,7 +200,9 @@ async def arun_level(
 
     Args:
         invoke: a coroutine function that sends one request and returns an async token
-            stream (``common.ainvoke_stream(...)`` bound to a client, endpoint and payload).
+            stream (``common.ainvoke_stream(...)`` bound to a client, endpoint and payload)
+            or an :class:`~common.aio.OpenStream` (``common.aio.aopen_stream(...)``), whose
+            tokens are then timed by when their bytes arrived.
         concurrency: how many streams are open at once.
         requests: how many requests in total at this level.
         progress: called with 1 after each finished request.
@@ -193,7 +221,14 @@ async def arun_level(
             progress(1)
 
     started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(requests)))
+    tasks = []
+    for _ in range(requests):
+        tasks.append(asyncio.ensure_future(one()))
+        # One loop step per new stream: it sends its request (aiohttp writes the body in a
+        # task of its own on Python < 3.12) before the next one is built, so no request's
+        # time includes the other new requests' set-up.
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
     return summarize(concurrency, results, time.perf_counter() - started)
 
 
@@ -212,32 +247,144 @@ def run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
         return worker.submit(asyncio.run, coroutine).result()
 
 
-async def _async_levels(
-    endpoint_name: str,
-    payload: Mapping[str, Any],
-    counts: Sequence[tuple[int, int]],
-    *,
-    container: str,
-    region: str | None,
-    inference_component: str | None,
-    read_timeout: float,
-    progress: Any,
-) -> list[LevelReport]:
-    from common.aio import ainvoke_stream, async_runtime_client
+class _OwnLoop:
+    """An event loop of the load tool's own, kept across calls: run in this thread, or in a
+    worker thread when this thread already runs a loop (a Jupyter kernel's)."""
 
-    most = max(level for level, _ in counts)
-    async with async_runtime_client(region, read_timeout=read_timeout,
-                                    max_pool_connections=max(10, most)) as client:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._thread = threading.Thread(target=self.loop.run_forever,
+                                        name="common-bench-loop", daemon=True)
+        self._thread.start()
 
-        def invoke() -> Awaitable[Any]:
-            return ainvoke_stream(client, endpoint_name, payload, container=container,
-                                  inference_component=inference_component)
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on the loop to its end; return its result (or raise its error)."""
+        if self._thread is None:
+            return self.loop.run_until_complete(coroutine)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-        reports = []
-        for level, count in counts:
-            with _progress(progress, level, count) as update:
-                reports.append(await arun_level(invoke, level, count, progress=update))
-        return reports
+    def close(self) -> None:
+        """Finish the loop's async generators and default executor, then close it."""
+        try:
+            self.run(self.loop.shutdown_asyncgens())
+            self.run(self.loop.shutdown_default_executor())
+        finally:
+            if self._thread is not None:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join()
+            self.loop.close()
+
+
+class LoadRunner:
+    """One event loop and one aiobotocore client for every level of a load run.
+
+    Use it in a ``with`` block; :meth:`level` runs one concurrency level and can be called
+    as often as needed (:func:`run_sweep` calls it per level; a benchmark can interleave it
+    with other tools). The client's pool keeps a connection per stream of the busiest level
+    (``max_concurrency``); its HTTP session is built when the block starts and a level's
+    connections are opened before its clock starts (:func:`common.aio.open_connections`),
+    so no request's times include loop, client, TCP or TLS set-up.
+
+    Args:
+        endpoint_name: the endpoint.
+        payload: the streaming request body (checked by :func:`common.aio.aopen_stream`).
+        max_concurrency: the most streams any level will keep open.
+        container: the stream format (``"tgi"``, ``"lmi"`` or ``"auto"``).
+        inference_component: the component to call (``InferenceComponentName``).
+        region: the AWS region (default: the session's).
+        read_timeout: seconds a stream may send nothing before it fails.
+
+    Raises:
+        ValueError: ``max_concurrency`` below 1.
+        ImportError: aiobotocore is not installed (when the block starts).
+    """
+
+    def __init__(self, endpoint_name: str, payload: Mapping[str, Any], *, max_concurrency: int,
+                 container: str = "auto", inference_component: str | None = None,
+                 region: str | None = None, read_timeout: float = 60.0) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        self.endpoint_name = endpoint_name
+        self.payload = payload
+        self.max_concurrency = max_concurrency
+        self.container = container
+        self.inference_component = inference_component
+        self.region = region
+        self.read_timeout = read_timeout
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None
+        self._own: _OwnLoop | None = None
+        self._client_context: Any = None
+
+    def __enter__(self) -> LoadRunner:
+        from common import aio
+
+        self._own = _OwnLoop()
+        try:
+            self._client_context = aio.async_runtime_client(
+                self.region, read_timeout=self.read_timeout,
+                max_pool_connections=max(10, self.max_concurrency))
+            self.client = self._own.run(self._client_context.__aenter__())
+        except BaseException:
+            self._own.close()
+            self._own = None
+            raise
+        self.loop = self._own.loop
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        own, self._own = self._own, None
+        if own is None:
+            return
+        try:
+            own.run(self._client_context.__aexit__(None, None, None))
+        finally:
+            self.client = self.loop = None
+            own.close()
+
+    def _invoke(self) -> Awaitable[Any]:
+        from common.aio import aopen_stream
+
+        return aopen_stream(self.client, self.endpoint_name, self.payload,
+                            container=self.container,
+                            inference_component=self.inference_component)
+
+    def level(self, concurrency: int, requests: int | None = None, *,
+              progress: Any = False) -> LevelReport:
+        """Run one level: ``requests`` streaming requests (default ``2 * concurrency``),
+        ``concurrency`` at a time, on this runner's loop and client.
+
+        Args:
+            concurrency: streams open at once (at most ``max_concurrency``).
+            requests: requests in total at this level.
+            progress: as for :func:`run_sweep` (default: nothing shown).
+
+        Returns:
+            The level's :class:`LevelReport`, with every request in ``results``.
+
+        Raises:
+            RuntimeError: outside the ``with`` block.
+            ValueError: ``concurrency`` is not 1 to ``max_concurrency``, or ``requests`` < 1.
+        """
+        if self._own is None:
+            raise RuntimeError("LoadRunner.level() runs inside `with LoadRunner(...) as "
+                               "runner:` (that block opens the loop and the client)")
+        if not 1 <= concurrency <= self.max_concurrency:
+            raise ValueError(f"concurrency must be 1 to max_concurrency "
+                             f"({self.max_concurrency}), not {concurrency}")
+        count = 2 * concurrency if requests is None else requests
+        if count < 1:
+            raise ValueError(f"requests must be at least 1, not {count}")
+        from common.aio import open_connections
+
+        self._own.run(open_connections(self.client, concurrency))
+        with _progress(progress, concurrency, count) as update:
+            return self._own.run(arun_level(self._invoke, concurrency, count, progress=update))
 
 
 @contextmanager
@@ -280,10 +427,10 @@ def run_sweep(
 ) -> list[LevelReport]:
     """Measure one endpoint (or inference component) at each concurrency level in turn.
 
-    Each level sends ``requests_per_level`` streaming requests, ``level`` at a time, all on
-    one asyncio event loop with one aiobotocore client (:func:`common.ainvoke_stream`). A
-    plain call: from a script it runs its own loop, inside a Jupyter kernel a fresh loop in a
-    worker thread.
+    Each level sends ``requests_per_level`` streaming requests, ``level`` at a time. Every
+    level runs on one asyncio event loop with one aiobotocore client (a :class:`LoadRunner`;
+    the client's pool holds a connection per stream of the busiest level). A plain call:
+    from a script it runs its own loop, inside a Jupyter kernel a loop in a worker thread.
 
     Args:
         endpoint_name: the endpoint.
@@ -314,10 +461,9 @@ def run_sweep(
     if requests_per_level is not None and requests_per_level < 1:
         raise ValueError(f"requests_per_level must be at least 1, not {requests_per_level}")
     validate_payload(payload, container=container, streaming=True)
-    counts = [(level, requests_per_level or 2 * level) for level in checked]
-    return run_coroutine(_async_levels(
-        endpoint_name, payload, counts, container=container, region=region,
-        inference_component=inference_component, read_timeout=60.0, progress=progress))
+    with LoadRunner(endpoint_name, payload, max_concurrency=max(checked), container=container,
+                    inference_component=inference_component, region=region) as runner:
+        return [runner.level(level, requests_per_level, progress=progress) for level in checked]
 
 
 def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float) -> LevelReport:
@@ -346,6 +492,7 @@ def summarize(concurrency: int, results: Sequence[RequestResult], wall_s: float)
         stream_tokens_per_s_min=min(rates) if rates else None,
         total_tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0,
         error_messages=sorted(set(errors))[:5],
+        results=list(results),
     )
 
 
@@ -366,6 +513,30 @@ def write_rows_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def request_rows(reports: Sequence[LevelReport]) -> list[dict[str, Any]]:
+    """Return one flat dict per request of every report (times in ms; ``started_s`` is the
+    ``time.perf_counter()`` reading when the request was sent, to six decimals)."""
+
+    def ms(value: float | None) -> str:
+        return "" if value is None else f"{value * 1000:.3f}"
+
+    rows = []
+    for report in reports:
+        for result in report.results:
+            metrics = result.metrics
+            rows.append({
+                "concurrency": report.concurrency,
+                "request_id": result.request_id or "",
+                "started_s": "" if result.started_s is None else f"{result.started_s:.6f}",
+                "ttfb_ms": ms(metrics.ttfb_s) if metrics else "",
+                "ttft_ms": ms(metrics.ttft_s) if metrics else "",
+                "tokens": metrics.token_count if metrics else 0,
+                "total_ms": ms(metrics.total_s) if metrics else "",
+                "error": result.error or "",
+            })
+    return rows
 
 
 def format_table(reports: Sequence[LevelReport]) -> str:
@@ -439,6 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--read-timeout", type=float, default=60.0)
     parser.add_argument("--csv", type=Path, default=None, help="write the table as CSV here")
     parser.add_argument("--png", type=Path, default=None, help="draw the chart into this PNG")
+    parser.add_argument("--requests-csv", type=Path, default=None, metavar="PATH",
+                        help="write one row per request here: its level, request id, send "
+                        "time (time.perf_counter), TTFB, TTFT, tokens, total time and error")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--engine", choices=ENGINES, default="asyncio",
                         help="asyncio: every stream on one event loop (aiobotocore; the "
@@ -454,16 +628,19 @@ def run(args: argparse.Namespace, out=sys.stdout) -> list[LevelReport]:
     if getattr(args, "engine", "asyncio") == "threads":
         reports = _threaded_levels(args, payload, counts, progress)
     else:
-        reports = run_coroutine(_async_levels(
-            args.endpoint, payload, counts, container=args.container, region=args.region,
-            inference_component=getattr(args, "inference_component", None),
-            read_timeout=args.read_timeout, progress=progress))
+        with LoadRunner(args.endpoint, payload, max_concurrency=max(args.concurrency),
+                        container=args.container, region=args.region,
+                        inference_component=getattr(args, "inference_component", None),
+                        read_timeout=args.read_timeout) as runner:
+            reports = [runner.level(level, count, progress=progress) for level, count in counts]
     out.write(format_table(reports) + "\n")
     for report in reports:
         for message in report.error_messages:
             out.write(f"  concurrency {report.concurrency} error: {message}\n")
     if args.csv:
         write_csv(reports, args.csv)
+    if getattr(args, "requests_csv", None):
+        write_rows_csv(request_rows(reports), args.requests_csv)
     if args.png:
         plot(reports, args.png, f"{args.endpoint}: streaming under load")
     return reports
@@ -494,9 +671,28 @@ def _threaded_levels(args: argparse.Namespace, payload: Mapping[str, Any],
     return reports
 
 
+#: Modules aiobotocore imports at start-up for an HTTP backend this command never uses.
+UNUSED_BACKENDS = ("httpx2", "httpx")
+
+
+def _skip_unused_backends() -> None:
+    """Keep aiobotocore from importing httpx2/httpx in this process (about 20 ms of CPU).
+
+    aiobotocore 3.x imports httpx2 (installed with huggingface_hub) or httpx at import time
+    for its optional httpx backend, which the load tool never selects; ``None`` in
+    ``sys.modules`` makes that import fail as if neither were installed, which aiobotocore
+    handles. Only the command does this -- its process imports nothing else -- never a
+    caller of :func:`run_sweep`, whose process may need either library.
+    """
+    for name in UNUSED_BACKENDS:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m common.bench``; returns 1 when any request failed."""
     args = build_parser().parse_args(argv)
+    if __name__ == "__main__" and getattr(args, "engine", "asyncio") == "asyncio":
+        _skip_unused_backends()
     reports = run(args)
     return 1 if any(r.errors for r in reports) else 0
 
