@@ -53,6 +53,7 @@ from common.errors import (
     StreamTimeoutError,
     ThrottledError,
 )
+from common.gpu_drivers import inference_ami_version
 from common.metrics import MeasuredStream, StreamMetrics, measure, percentile
 from common.model_facts import ModelFacts, read_model_facts
 from common.preflight import CheckResult, PreflightReport, preflight
@@ -173,6 +174,7 @@ __all__ = [
     "get_preset",
     "idle_cost_per_day",
     "image_uri",
+    "inference_ami_version",
     "instance_info",
     "invoke",
     "invoke_stream",
