@@ -56,6 +56,19 @@ def _model(sagemaker, local_stack, name: str, image: str, environment=None) -> N
                            PrimaryContainer={"Image": image, "Environment": environment or {}})
 
 
+def _plain_endpoint(sagemaker, local_stack, name: str, image: str, *, ami: bool = True) -> None:
+    """A model, a one-instance ml.g5.2xlarge configuration (with the host AMI the recipes set,
+    unless ``ami`` is false) and an endpoint, created -- not waited for."""
+    _model(sagemaker, local_stack, name, image, {"HF_MODEL_ID": "meta-llama/Llama-2-7b-chat-hf"})
+    variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge",
+               "InitialInstanceCount": 1,
+               "ContainerStartupHealthCheckTimeoutInSeconds": HEALTH_CHECK_S}
+    if ami:
+        variant["InferenceAmiVersion"] = inference_ami_version(image, "ml.g5.2xlarge")
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+
 def _status(sagemaker, name: str) -> dict:
     return sagemaker.describe_endpoint(EndpointName=name)
 
@@ -125,11 +138,7 @@ def test_every_preset_gets_an_ami_that_runs_its_image():
 
 def test_lmi_on_g5_without_an_ami_goes_failed_naming_the_driver(sagemaker, local_stack):
     name = unique_name("drv-lmi")
-    _model(sagemaker, local_stack, name, LMI_IMAGE)
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge",
-        "InitialInstanceCount": 1, "ContainerStartupHealthCheckTimeoutInSeconds": HEALTH_CHECK_S}])
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    _plain_endpoint(sagemaker, local_stack, name, LMI_IMAGE, ami=False)
     try:
         failed = _wait_status(sagemaker, name, "Failed", "InService")
         assert failed["EndpointStatus"] == "Failed"
@@ -144,13 +153,7 @@ def test_lmi_on_g5_without_an_ami_goes_failed_naming_the_driver(sagemaker, local
 
 def test_lmi_on_g5_with_the_chosen_ami_serves(sagemaker, local_stack):
     name = unique_name("drv-ok")
-    _model(sagemaker, local_stack, name, LMI_IMAGE,
-           {"HF_MODEL_ID": "meta-llama/Llama-2-7b-chat-hf"})
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge",
-        "InferenceAmiVersion": inference_ami_version(LMI_IMAGE, "ml.g5.2xlarge"),
-        "InitialInstanceCount": 1, "ContainerStartupHealthCheckTimeoutInSeconds": HEALTH_CHECK_S}])
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    _plain_endpoint(sagemaker, local_stack, name, LMI_IMAGE)
     try:
         assert _wait_status(sagemaker, name, "Failed", "InService")["EndpointStatus"] == (
             "InService")
@@ -360,13 +363,7 @@ def test_managed_scaling_stops_at_the_quota_and_says_so(sagemaker, local_stack):
 
 def test_invoke_endpoint_ends_at_the_time_limit_with_sagemakers_error(sagemaker, local_stack):
     name = unique_name("rt-60s")
-    _model(sagemaker, local_stack, name, TGI_IMAGE,
-           {"HF_MODEL_ID": "meta-llama/Llama-2-7b-chat-hf"})
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge",
-        "InferenceAmiVersion": inference_ami_version(TGI_IMAGE, "ml.g5.2xlarge"),
-        "InitialInstanceCount": 1}])
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    _plain_endpoint(sagemaker, local_stack, name, TGI_IMAGE)
     _wait_status(sagemaker, name, "InService")
     runtime = local_stack.runtime
     saved, runtime.invoke_timeout_s = runtime.invoke_timeout_s, 0.5  # 60 s on SageMaker
@@ -396,12 +393,7 @@ def test_top_n_tokens_is_refused_for_lmi(sagemaker, local_stack):
                      get_preset("7b", "tgi"), streaming=True)  # TGI's own setting: fine
     # The stand-in's LMI container refuses it too (a recipe that sends it fails in tests).
     name = unique_name("rt-topn")
-    _model(sagemaker, local_stack, name, LMI_IMAGE,
-           {"HF_MODEL_ID": "meta-llama/Llama-2-7b-chat-hf"})
-    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge",
-        "InferenceAmiVersion": GPU_4_1, "InitialInstanceCount": 1}])
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    _plain_endpoint(sagemaker, local_stack, name, LMI_IMAGE)
     try:
         _wait_status(sagemaker, name, "InService")
         code, message, response = _error(

@@ -56,8 +56,9 @@ one fault or several joined with ``+``::
 ``stall`` never answers (so the invocation times out, below), ``container-error`` is the
 container's error status (ModelError).
 
-Time limit: SageMaker gives a container 60 seconds to answer ``InvokeEndpoint`` ("The timeout
-for the container to respond to inference requests to /invocations is 1 minute"); past it the
+Time limit: SageMaker gives a container 60 seconds to answer ``InvokeEndpoint`` (botocore's
+``sagemaker-runtime`` documentation: "A customer's model containers must respond to requests
+within 60 seconds"); past it the
 caller gets ``ModelError`` (HTTP 424) with ``OriginalStatusCode`` 0 and "Your invocation timed
 out while waiting for a response from container primary" (the text quoted in
 aws/amazon-sagemaker-examples#799, aws-samples/host-yolov8-on-sagemaker-endpoint#21 and
