@@ -618,7 +618,9 @@ def preflight(
         bucket: the S3 bucket of the artifacts (default: SageMaker's default bucket,
             ``sagemaker-<region>-<account>``); only checked when the weights go through S3.
         s3_prefix: the key prefix the artifacts go under.
-        instance_count: the instances the endpoint starts with.
+        instance_count: the most instances the endpoint will run: 1 for a deploy recipe,
+            ``scaling.max_instances`` for an endpoint that scales (its quota must allow the
+            maximum, or scale-out stops there).
         staging_dir: where the copy stages files (default: the temporary folder, as
             :func:`common.copy_weights_to_s3` uses).
         disk_free: ``disk_free(path) -> bytes`` (default: ``shutil.disk_usage(path).free``).
