@@ -702,8 +702,10 @@ class ComponentManager:
                           memory)
             component.copies.append(copy_)
             self.record(now, "copies", component.name,
-                        f"copy {copy_.id} placed on {instance.id}, serves in "
-                        f"{copy_.ready_at - now:.0f} s")
+                        f"copy {copy_.id} placed on {instance.id}, " + (
+                            "its container cannot start on the host's driver"
+                            if component.doomed is not None
+                            else f"serves in {copy_.ready_at - now:.0f} s"))
         if refusal != component.blocked:
             component.blocked = refusal
             component.blocked_since = self.clock.wall(now) if refusal else None
