@@ -96,6 +96,7 @@ def deploy(preset: Any) -> None:
                               ProductionVariants=[{
                                   "VariantName": "AllTraffic",
                                   "InstanceType": preset.instance_type,
+                                  "InferenceAmiVersion": preset.inference_ami_version(),
                                   "InitialInstanceCount": 1,
                                   "ManagedInstanceScaling": {
                                       "Status": "ENABLED", "MinInstanceCount": 0,

@@ -39,6 +39,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                       "ModelStreamError", "NoCapacityError", "PayloadError", "PreflightError",
                       "PresetError", "RecipeError", "StreamError", "StreamTimeoutError",
                       "ThrottledError"),
+    "common.gpu_drivers": ("inference_ami_version",),
     "common.metrics": ("MeasuredStream", "StreamMetrics", "measure", "percentile"),
     "common.model_facts": ("ModelFacts", "read_model_facts"),
     "common.preflight": ("CheckResult", "PreflightReport", "preflight"),

@@ -89,7 +89,9 @@ TGI_PARAMETERS = frozenset({
 LMI_PARAMETERS = frozenset({
     # LMI's TGI-style names, mapped by convert_lmi_schema_to_completion_request (0.36.0) ...
     "decoder_input_details", "details", "do_sample", "ignore_eos_token", "max_new_tokens",
-    "return_full_text", "top_n_tokens", "truncate",
+    "return_full_text", "truncate",
+    # (not top_n_tokens: that function maps it to vLLM's ``n``, several completions
+    # interleaved in one stream -- see _LMI_TOP_N_TOKENS)
     # ... and vLLM sampling parameters passed through to CompletionRequest (the ones
     # lmi_input_output_schema.md lists for vLLM, less those that change the stream's shape:
     # n, best_of, num_beams, logprobs, prompt_logprobs).
@@ -98,6 +100,14 @@ LMI_PARAMETERS = frozenset({
     "spaces_between_special_tokens", "stop", "stop_token_ids", "temperature", "top_k", "top_p",
 })
 """The ``parameters`` LMI 0.36.0's vLLM async handler reads; vLLM ignores other names."""
+
+_LMI_TOP_N_TOKENS = (
+    "parameters.top_n_tokens is not a TGI-style 'top n tokens' setting on LMI: LMI 0.36.0 "
+    "(djl-serving lmi_vllm/request_response_utils.py, convert_lmi_schema_to_completion_request) "
+    "passes it to vLLM as n, the number of completions, so the stream would interleave n "
+    "answers token by token. Remove it; to see the likelihood of each generated token, set "
+    "parameters.details to true (LMI then returns each token's logprob)."
+)
 
 TGI_CHAT_FIELDS = frozenset({
     # TGI v3.3.6 router/src/lib.rs ChatRequest.
@@ -297,6 +307,8 @@ def _generate_request(payload: Mapping[str, Any], container: str) -> tuple[str, 
     parameters = payload.get("parameters", {})
     if not isinstance(parameters, Mapping):
         raise PayloadError("'parameters' must be a JSON object (a dict).")
+    if container == "lmi" and "top_n_tokens" in parameters:
+        raise PayloadError(_LMI_TOP_N_TOKENS)
     known = {"tgi": TGI_PARAMETERS, "lmi": LMI_PARAMETERS}.get(
         container, TGI_PARAMETERS | LMI_PARAMETERS)
     _check_known(parameters, known, "parameters", container)
@@ -372,7 +384,9 @@ def validate_payload(
             messages; LMI defaults to 30); prompt tokens over the preset's
             ``max_input_tokens`` (TGI) or prompt + new tokens over its ``max_total_tokens``
             (counted approximately unless ``count_tokens`` is given); unknown parameters or
-            fields for the container; a container that does not match the preset.
+            fields for the container; ``top_n_tokens`` for LMI (it becomes vLLM's ``n``:
+            several completions interleaved in one stream); a container that does not match
+            the preset.
     """
     kind = _resolve_container(container, preset)
     _check_custom_attributes(custom_attributes)

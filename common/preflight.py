@@ -5,10 +5,15 @@ fails ``CreateEndpoint`` at once, but after the weight copy and the model; a gat
 fails only at the end of the endpoint's 10 to 30 minute start; a full disk halfway through a
 download -- and reports every problem at once with its fix:
 
-* **Instance quota** -- Service Quotas (``list_service_quotas``, service code ``sagemaker``),
-  the quota named ``"<instance type> for endpoint usage"``, against the instances the account's
-  endpoints already use plus the new ones. SageMaker's default for most GPU instance types is
-  0 in a new account.
+* **Instance quota** -- Service Quotas, service code ``sagemaker``, the quota named
+  ``"<instance type> for endpoint usage"``: its applied value from ``ListServiceQuotas``; a quota
+  that has no applied value is left out of that list, so then its code and AWS's default come
+  from ``ListAWSDefaultServiceQuotas`` and ``GetServiceQuota`` by code gives the applied value
+  if there is one. It is compared with the instances the account's endpoints hold now
+  (``DescribeEndpoint``'s ``CurrentInstanceCount``, or ``DesiredInstanceCount`` while more are
+  starting; every status but ``Failed``; an endpoint scaled to zero holds none) plus the new
+  endpoint's -- for a scale recipe, its *maximum*. SageMaker's default for most GPU instance
+  types is 0 in a new account.
 * **Model access** -- ``HfApi.auth_check`` on the gated model: a missing token, or a token
   whose account has not accepted the licence, fails here instead of inside the container.
 * **Notebook disk** -- ``shutil.disk_usage`` of the staging folder against what the chosen way
@@ -16,8 +21,9 @@ download -- and reports every problem at once with its fix:
   (:func:`common.weights.copy_weights_to_s3`), the whole model for a snapshot download, nothing
   when the container downloads from the Hub itself.
 * **Execution role** -- ``iam.get_role``: the trust policy lets ``sagemaker.amazonaws.com``
-  assume it; and, when the weights go through S3, its identity policies allow reading and
-  writing the artifacts bucket.
+  assume it; and, when the weights go through S3, ``iam:SimulatePrincipalPolicy`` says whether
+  its policies (inline, attached, the permissions boundary; ``NotAction``/``NotResource`` and
+  conditions included) allow reading and writing the artifacts bucket.
 
 A check that cannot be made (no permission to read quotas, no connection to the Hub) is
 reported as *not checked* with the reason -- never as passed. The report shows as a table
@@ -32,7 +38,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -65,7 +71,11 @@ WEIGHTS_HUB = "hub"
 _WEIGHT_MODES = (WEIGHTS_COPY, WEIGHTS_SNAPSHOT, WEIGHTS_HUB)
 _SHARD_ESTIMATE_BYTES = 10 * 10**9  # the Llama 2 repositories shard at 10 GB
 _DISK_MARGIN = 1.05  # 5 % for the download's metadata and the file system's own use
-_ACTIVE = ("Creating", "InService", "Updating", "SystemUpdating", "RollingBack")
+_HOLDS_NO_INSTANCES = ("Failed",)
+"""Endpoint statuses whose instances do not count against the quota (every other status of
+botocore's ``EndpointStatus`` -- ``OutOfService``, ``Creating``, ``Updating``,
+``SystemUpdating``, ``RollingBack``, ``InService``, ``Deleting``, ``UpdateRollbackFailed`` --
+holds its instances)."""
 
 
 @dataclass(frozen=True)
@@ -173,12 +183,19 @@ def quota_console_url(region: str, quota_code: str | None = None) -> str:
 
 
 def _endpoint_instances_in_use(sagemaker: Any, instance_type: str) -> tuple[float, list[str]]:
-    """(instances of ``instance_type`` the account's active endpoints run, endpoints whose
-    configuration could not be read)."""
+    """(instances of ``instance_type`` the account's endpoints hold now, endpoints that could
+    not be counted).
+
+    Each variant counts with ``DescribeEndpoint``'s ``CurrentInstanceCount`` -- or its
+    ``DesiredInstanceCount`` when that is higher (instances still starting hold quota too); an
+    endpoint scaled to zero holds 0 -- and, while the endpoint is being created and reports
+    neither, its configuration's ``InitialInstanceCount``; the configuration says which
+    variants run ``instance_type``.
+    """
     used, unknown = 0.0, []
     for page in sagemaker.get_paginator("list_endpoints").paginate():
         for endpoint in page.get("Endpoints", []):
-            if endpoint.get("EndpointStatus") not in _ACTIVE:
+            if endpoint.get("EndpointStatus") in _HOLDS_NO_INSTANCES:
                 continue
             name = endpoint["EndpointName"]
             try:
@@ -188,30 +205,74 @@ def _endpoint_instances_in_use(sagemaker: Any, instance_type: str) -> tuple[floa
             except _aws_errors():  # deleted meanwhile, or its configuration was deleted
                 unknown.append(name)
                 continue
+            if described.get("EndpointStatus") in _HOLDS_NO_INSTANCES:
+                continue
+            current = {v.get("VariantName"): v for v in described.get("ProductionVariants") or []}
             for variant in config.get("ProductionVariants", []):
-                if variant.get("InstanceType") == instance_type:
-                    used += float(variant.get("InitialInstanceCount") or 0)
+                if variant.get("InstanceType") != instance_type:
+                    continue
+                summary = current.get(variant.get("VariantName"), {})
+                counts = [float(summary[key]) for key in ("CurrentInstanceCount",
+                                                          "DesiredInstanceCount")
+                          if summary.get(key) is not None]
+                used += max(counts) if counts else float(variant.get("InitialInstanceCount")
+                                                         or 0)
     return used, unknown
+
+
+def _quota_named(quotas: Any, operation: str, name: str) -> dict[str, Any] | None:
+    for page in quotas.get_paginator(operation).paginate(ServiceCode="sagemaker"):
+        found = next((q for q in page.get("Quotas", []) if q.get("QuotaName") == name), None)
+        if found is not None:
+            return found
+    return None
+
+
+def _read_quota(session: Any, region: str, name: str) -> tuple[dict[str, Any] | None, str]:
+    """(the quota in force, where its value comes from): the applied value
+    (``ListServiceQuotas``; ``GetServiceQuota`` by code for one that list leaves out), else
+    AWS's default (``ListAWSDefaultServiceQuotas``). ``None`` when the quota does not exist.
+
+    Raises:
+        botocore errors: a call was refused or failed (the caller reports "not checked").
+    """
+    from botocore.exceptions import ClientError
+
+    quotas = session.client("service-quotas", region_name=region)
+    found = _quota_named(quotas, "list_service_quotas", name)
+    if found is not None:
+        return found, "applied"
+    default = _quota_named(quotas, "list_aws_default_service_quotas", name)
+    if default is None:
+        return None, ""
+    try:
+        applied = quotas.get_service_quota(ServiceCode="sagemaker",
+                                           QuotaCode=default["QuotaCode"])["Quota"]
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchResourceException":
+            raise
+        return default, "AWS default (no applied value)"
+    return applied, "applied"
 
 
 def check_quota(session: Any, region: str, instance_type: str,
                 instance_count: int = 1) -> CheckResult:
-    """Check the account's endpoint quota for ``instance_type`` (see :func:`preflight`)."""
+    """Check the account's endpoint quota for ``instance_type`` (see :func:`preflight`).
+
+    ``instance_count`` is the most instances the new endpoint will run (a scale recipe's
+    maximum, not its first instance).
+    """
     check = "Instance quota"
     name = f"{instance_type} for endpoint usage"
     errors = _aws_errors()
     try:
-        quotas = session.client("service-quotas", region_name=region)
-        found = None
-        for page in quotas.get_paginator("list_service_quotas").paginate(ServiceCode="sagemaker"):
-            found = next((q for q in page.get("Quotas", []) if q.get("QuotaName") == name), None)
-            if found is not None:
-                break
+        found, source = _read_quota(session, region, name)
     except errors as exc:
         return CheckResult(check, NOT_CHECKED,
                            f"could not read Service Quotas for SageMaker in {region} "
                            f"({_error_code(exc)}: {exc}); the role needs "
-                           f"servicequotas:ListServiceQuotas. Check '{name}' yourself at "
+                           "servicequotas:ListServiceQuotas, ListAWSDefaultServiceQuotas and "
+                           f"GetServiceQuota. Check '{name}' yourself at "
                            f"{quota_console_url(region)}")
     if found is None:
         return CheckResult(check, NOT_CHECKED,
@@ -230,8 +291,9 @@ def check_quota(session: Any, region: str, instance_type: str,
         used = 0.0
         usage_note = f" (the instances already in use could not be counted: {_error_code(exc)})"
     needed = used + instance_count
-    detail = (f"'{name}' is {limit:g} in {region}; endpoints already use {used:g}, this one "
-              f"needs {instance_count}{usage_note}")
+    value = f"{limit:g}" + ("" if source == "applied" else f" ({source})")
+    detail = (f"'{name}' is {value} in {region}; endpoints already hold {used:g}, this one "
+              f"needs up to {instance_count}{usage_note}")
     if needed <= limit:
         return CheckResult(check, PASSED, detail)
     fix = (f"Request an increase of '{name}' (quota code {code}) to at least {needed:g} in "
@@ -240,7 +302,8 @@ def check_quota(session: Any, region: str, instance_type: str,
            f".request_service_quota_increase(ServiceCode='sagemaker', QuotaCode='{code}', "
            f"DesiredValue={needed:g}). Increases can take hours to days; meanwhile pick an "
            "instance type you have quota for (dataclasses.replace(preset, instance_type=..., "
-           "num_gpus=...)), or delete endpoints you no longer need.")
+           "num_gpus=...)), lower the number of instances the endpoint may run, or delete "
+           "endpoints you no longer need.")
     return CheckResult(check, FAILED, detail, fix)
 
 
@@ -407,35 +470,15 @@ def _trusts_sagemaker(document: dict[str, Any]) -> bool:
     return False
 
 
-def _role_statements(iam: Any, role_name: str) -> list[dict[str, Any]]:
-    statements: list[dict[str, Any]] = []
-    for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
-        for name in page.get("PolicyNames", []):
-            document = iam.get_role_policy(RoleName=role_name, PolicyName=name)
-            statements += _statements(_documents(document["PolicyDocument"]))
-    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
-        for attached in page.get("AttachedPolicies", []):
-            policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
-            version = iam.get_policy_version(PolicyArn=attached["PolicyArn"],
-                                             VersionId=policy["DefaultVersionId"])
-            statements += _statements(_documents(version["PolicyVersion"]["Document"]))
-    return statements
-
-
-def _allowed(statements: Iterable[dict[str, Any]], action: str, resource: str) -> bool:
-    allowed = False
-    for statement in statements:
-        actions = _as_list(statement.get("Action"))
-        resources = _as_list(statement.get("Resource"))
-        if not any(fnmatch.fnmatch(action.lower(), a.lower()) for a in actions):
-            continue
-        if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        if statement.get("Effect") == "Allow":
-            allowed = True
-    return allowed
+def _simulate(iam: Any, role_arn: str, actions: list[str], resource: str
+              ) -> list[dict[str, Any]]:
+    """``iam:SimulatePrincipalPolicy`` of ``actions`` on ``resource`` for the role (every
+    page)."""
+    results: list[dict[str, Any]] = []
+    for page in iam.get_paginator("simulate_principal_policy").paginate(
+            PolicySourceArn=role_arn, ActionNames=actions, ResourceArns=[resource]):
+        results += page.get("EvaluationResults", [])
+    return results
 
 
 def _trust_policy_fix(role_name: str) -> str:
@@ -481,31 +524,45 @@ def check_role(session: Any, role_arn: str | None, *, bucket: str | None = None,
     if bucket is None:
         return results
     check = "S3 access"
+    key = f"{prefix.strip('/')}/model.safetensors" if prefix.strip("/") else "model.safetensors"
     try:
-        statements = _role_statements(iam, role_name)
+        evaluated = (_simulate(iam, role_arn, ["s3:GetObject", "s3:PutObject"],
+                               f"arn:aws:s3:::{bucket}/{key}")
+                     + _simulate(iam, role_arn, ["s3:ListBucket"], f"arn:aws:s3:::{bucket}"))
     except errors as exc:
         results.append(CheckResult(check, NOT_CHECKED,
-                                   f"could not read the policies of {role_name} "
-                                   f"({_error_code(exc)}); needs iam:ListRolePolicies, "
-                                   "iam:GetRolePolicy, iam:ListAttachedRolePolicies, "
-                                   "iam:GetPolicyVersion"))
+                                   f"could not simulate the policies of {role_name} "
+                                   f"({_error_code(exc)}); needs iam:SimulatePrincipalPolicy on "
+                                   "the role. Its S3 access is not known: the endpoint may "
+                                   f"fail to read s3://{bucket}/"))
         return results
-    key = f"{prefix.strip('/')}/model.safetensors" if prefix.strip("/") else "model.safetensors"
-    wanted = [("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"),
-              ("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"),
-              ("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
-    missing = [action for action, resource in wanted if not _allowed(statements, action,
-                                                                       resource)]
+    missing = [r["EvalActionName"] for r in evaluated if r.get("EvalDecision") != "allowed"]
+    unknown_keys = sorted({k for r in evaluated for k in r.get("MissingContextValues") or []})
+    denied = [r["EvalActionName"] for r in evaluated
+              if r.get("EvalDecision") == "explicitDeny"]
+    if unknown_keys and not denied:
+        results_text = ("allows them" if not missing else
+                        f"does not allow {', '.join(missing)} without them")
+        results.append(CheckResult(
+            check, NOT_CHECKED,
+            f"the policies of {role_name} depend on condition keys the simulation cannot know "
+            f"({', '.join(unknown_keys)}); iam:SimulatePrincipalPolicy {results_text}, so its "
+            f"access to s3://{bucket}/ is not known"))
+        return results
     if not missing:
-        results.append(CheckResult(check, PASSED, f"{role_name} may read and write "
-                                                  f"s3://{bucket}/ (its identity policies)"))
+        results.append(CheckResult(check, PASSED,
+                                   f"{role_name} may read and write s3://{bucket}/ "
+                                   "(iam:SimulatePrincipalPolicy: its policies and permissions "
+                                   "boundary; bucket policies and SCPs not included)"))
         return results
+    how = (f"explicitly denied: {', '.join(denied)}; " if denied else "")
     policy = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]})
     results.append(CheckResult(
         check, FAILED, f"the policies of {role_name} do not allow {', '.join(missing)} on "
-        f"s3://{bucket}/ (the endpoint could not read the weights)",
+        f"s3://{bucket}/ ({how}iam:SimulatePrincipalPolicy; the endpoint could not read the "
+        "weights)",
         f"Attach AmazonSageMakerFullAccess (it covers buckets whose name contains "
         f"'sagemaker') or add: aws iam put-role-policy --role-name {role_name} --policy-name "
         f"llama2-recipes-artifacts --policy-document '{policy}'"))
@@ -563,7 +620,9 @@ def preflight(
         bucket: the S3 bucket of the artifacts (default: SageMaker's default bucket,
             ``sagemaker-<region>-<account>``); only checked when the weights go through S3.
         s3_prefix: the key prefix the artifacts go under.
-        instance_count: the instances the endpoint starts with.
+        instance_count: the most instances the endpoint will run: 1 for a deploy recipe,
+            ``scaling.max_instances`` for an endpoint that scales (its quota must allow the
+            maximum, or scale-out stops there).
         staging_dir: where the copy stages files (default: the temporary folder, as
             :func:`common.copy_weights_to_s3` uses).
         disk_free: ``disk_free(path) -> bytes`` (default: ``shutil.disk_usage(path).free``).

@@ -42,6 +42,7 @@ __all__ = [
     "LMI_VERSION",
     "LMI_VERSION_REASON",
     "LMI_VERSION_SUMMARY",
+    "MEMORY_PER_COPY_MB",
     "PRESETS",
     "TGI_VERSION",
     "InstanceType",
@@ -70,11 +71,15 @@ LMI_VERSION_REASON = (
     "The preset pins DJL Serving 0.36.0 (LMI v27), the newest version whose documentation and "
     "source code are published (djl-serving branch 0.36.0-lmi27-dlc), so every setting here "
     "follows what that version documents; the SDK also offers 0.38.0 (LMI v29), which nothing "
-    "published describes yet. The image is built on CUDA 13.0 and ships NVIDIA's "
-    "forward-compatibility libraries so that it runs on hosts with the 535 driver (as 0.35.0's "
-    "CUDA 12.8 image does). Upstream CI runs it on g6 (NVIDIA L4) and p4d (A100) instances, not "
-    "on the g5 (A10G) instances these recipes use: if the endpoint does not start, read its "
-    "CloudWatch log, and try the matching ml.g6 instance type or pin 0.35.0 (LMI v17)."
+    "published describes yet. The image is built on CUDA 13.0, and SageMaker's ml.g5 hosts run "
+    "NVIDIA driver 470 (CUDA 11.4) unless the endpoint configuration asks for another host "
+    "image, so the endpoint configuration below sets InferenceAmiVersion to "
+    "al2023-ami-sagemaker-inference-gpu-4-1 (driver 580, CUDA 13.0; chosen by "
+    "common.inference_ami_version from the image's tag and the instance type): the container "
+    "then runs on a driver built for it, not on forward-compatibility libraries. Upstream CI "
+    "runs this image on g6 (NVIDIA L4) and p4d (A100) instances, not on the g5 (A10G) "
+    "instances these recipes use: if the endpoint does not start, read its CloudWatch log, and "
+    "try the matching ml.g6 instance type or pin 0.35.0 (LMI v17)."
 )
 """Why :data:`LMI_VERSION` is what it is, in full (DESIGN.md carries it too)."""
 
@@ -317,6 +322,19 @@ class Preset:
     def weights_gib(self) -> float:
         """The fp16 weights' size in GiB (2 bytes per parameter)."""
         return self.params_billion * 1e9 * _BYTES_PER_PARAMETER / _GIB
+
+    def inference_ami_version(self, region: str = "us-east-1") -> str | None:
+        """Return the ``ProductionVariant.InferenceAmiVersion`` this preset's image needs on
+        its instance type (:func:`common.gpu_drivers.inference_ami_version`; the image tag,
+        and so the answer, is the same in every region).
+
+        Raises:
+            PresetError: as :func:`image_uri`, or when no SageMaker AMI has a driver for the
+                image's CUDA version.
+        """
+        from common.gpu_drivers import inference_ami_version
+
+        return inference_ami_version(image_uri(self, region), self.instance_type)
 
     # ----------------------------------------------------------------- validation
 
@@ -905,10 +923,15 @@ def image_uri(preset: Preset, region: str) -> str:
 
 _MAX_INSTANCES = {"7b": 4, "13b": 2, "70b": 2}
 """Default ``ManagedInstanceScaling`` maximum per Llama 2 size (others: 2)."""
-HOST_MEMORY_SHARE_PER_INSTANCE = 0.5
-"""Share of an instance's host memory the copies on it ask for together
-(``MinMemoryRequiredInMb``); SageMaker keeps some host memory for its own agents, and a copy
-asking for all of it would never be placed."""
+MEMORY_PER_COPY_MB = 1024
+"""``MinMemoryRequiredInMb`` of one copy. It is a scheduling reservation against a pool that is
+far below the host's memory, not a cap on what the container uses: the SageMaker SDK's
+``ModelBuilder`` (sagemaker 3.27, ``serve/model_builder.py``) defaults to 1,024 MB because
+larger values "can exceed SageMaker inference component limits (which are lower than raw EC2
+memory)", and an ml.g5.xlarge (16 GiB) was seen accepting 1,024 MB and refusing 4,096 MB
+("There is not enough hardware resources on the instances for this endpoint to create a copy
+of the inference component"). A vLLM or TGI copy that reserves 1,024 MB uses several GB of host
+memory without trouble."""
 
 
 @dataclass(frozen=True)
@@ -920,7 +943,8 @@ class ScalingSettings:
             (``MinInstanceCount`` 0 lets the endpoint give back every instance when idle).
         accelerators_per_copy: ``NumberOfAcceleratorDevicesRequired`` of one copy: the GPUs
             the model is sharded over (the preset's ``num_gpus``).
-        memory_per_copy_mb: ``MinMemoryRequiredInMb`` of one copy (host memory, not GPU).
+        memory_per_copy_mb: ``MinMemoryRequiredInMb`` of one copy (host memory, not GPU): a
+            scheduling reservation, :data:`MEMORY_PER_COPY_MB`.
         copies_per_instance: how many copies one instance holds (GPUs / GPUs per copy).
         max_copies: the scalable target's ``MaxCapacity`` (``max_instances *
             copies_per_instance``); its ``MinCapacity`` is 0.
@@ -954,8 +978,8 @@ def scaling_settings(preset: Preset, *, max_instances: int | None = None) -> Sca
 
     One copy needs all the GPUs the preset shards the model over, so an instance of the
     preset's type holds ``instance GPUs // num_gpus`` copies (one, for the six Llama 2
-    presets); the copies on an instance together ask for
-    :data:`HOST_MEMORY_SHARE_PER_INSTANCE` of its host memory.
+    presets); each copy reserves :data:`MEMORY_PER_COPY_MB` of host memory (SageMaker's
+    schedulable pool per instance is well below the host's memory).
 
     Args:
         preset: a validated preset.
@@ -971,12 +995,11 @@ def scaling_settings(preset: Preset, *, max_instances: int | None = None) -> Sca
         raise PresetError(f"max_instances must be a whole number >= 1, not {chosen!r}: an "
                           "endpoint scales between 0 and at least one instance.")
     per_instance = max(1, instance.gpus // max(1, preset.num_gpus))
-    memory = int(instance.memory_gib * 1024 * HOST_MEMORY_SHARE_PER_INSTANCE) // per_instance
     return ScalingSettings(
         min_instances=0,
         max_instances=chosen,
         accelerators_per_copy=preset.num_gpus,
-        memory_per_copy_mb=memory,
+        memory_per_copy_mb=MEMORY_PER_COPY_MB,
         copies_per_instance=per_instance,
         max_copies=chosen * per_instance,
         copy_concurrency=preset.max_rolling_batch_size,

@@ -270,6 +270,9 @@ class ScalingState:
         instances: the endpoint variant's ``CurrentInstanceCount`` (``None`` if not reported).
         in_flight: the load's requests in flight (0 without a load).
         ttft_p50_s: the load's recent TTFT p50 (``None`` without one).
+        blocked: why the endpoint cannot start an instance that desired copies need (the
+            variant's ``VariantStatus`` message, e.g. SageMaker's ``ResourceLimitExceeded``
+            text when the account's instance quota is reached), else ``None``.
     """
 
     elapsed_s: float
@@ -279,18 +282,21 @@ class ScalingState:
     instances: int | None
     in_flight: int
     ttft_p50_s: float | None
+    blocked: str | None = None
 
     def key(self) -> tuple[Any, ...]:
-        """What counts as a change: status, copies and instances."""
-        return (self.status, self.current_copies, self.desired_copies, self.instances)
+        """What counts as a change: status, copies, instances and what blocks scaling."""
+        return (self.status, self.current_copies, self.desired_copies, self.instances,
+                self.blocked)
 
     def line(self) -> str:
         """Return the state as one line of the live view."""
         ttft = "-" if self.ttft_p50_s is None else f"{self.ttft_p50_s * 1000:.0f} ms"
         instances = "?" if self.instances is None else str(self.instances)
+        blocked = f"  blocked: {self.blocked}" if self.blocked else ""
         return (f"t+{_elapsed(self.elapsed_s)}  copies {self.current_copies} (desired "
                 f"{self.desired_copies})  instances {instances}  in flight {self.in_flight}  "
-                f"TTFT p50 {ttft}  [{self.status}]")
+                f"TTFT p50 {ttft}  [{self.status}]{blocked}")
 
 
 @dataclass
@@ -328,6 +334,8 @@ def read_scaling_state(inference_component: str, endpoint_name: str, *, sagemake
                     if v.get("VariantName") == described.get("VariantName")),
                    variants[0] if variants else {})
     instances = variant.get("CurrentInstanceCount")
+    blocked = next((s.get("StatusMessage") for s in variant.get("VariantStatus") or []
+                    if s.get("StatusMessage")), None)
     return ScalingState(
         elapsed_s=elapsed_s,
         status=str(described.get("InferenceComponentStatus", "Unknown")),
@@ -336,6 +344,7 @@ def read_scaling_state(inference_component: str, endpoint_name: str, *, sagemake
         instances=int(instances) if instances is not None else None,
         in_flight=load.in_flight if load is not None else 0,
         ttft_p50_s=load.ttft_p50_s if load is not None else None,
+        blocked=blocked,
     )
 
 

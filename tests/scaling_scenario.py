@@ -12,6 +12,7 @@ import sys
 import boto3
 from botocore.exceptions import ClientError
 
+from common.gpu_drivers import inference_ami_version
 from common.local.clock import ManualClock
 from common.local.components import InvocationRejected
 from common.local.stack import LocalStack
@@ -64,6 +65,7 @@ def main() -> dict:
             ProductionVariants=[{
                 "VariantName": "AllTraffic", "InstanceType": "ml.g5.12xlarge",
                 "InitialInstanceCount": 1,
+                "InferenceAmiVersion": inference_ami_version(TGI_IMAGE, "ml.g5.12xlarge"),
                 "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 0,
                                            "MaxInstanceCount": 2},
                 "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}}])

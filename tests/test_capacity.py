@@ -15,7 +15,8 @@ from common.capacity import (
     plot_capacity,
 )
 from common.errors import PresetError
-from common.presets import PRESETS, get_preset, scaling_settings
+from common.local.components import memory_pool_mb
+from common.presets import MEMORY_PER_COPY_MB, PRESETS, get_preset, scaling_settings
 
 
 def _report(level, ttft_p95, tokens_per_s, errors=0):
@@ -104,13 +105,18 @@ def test_the_chart_marks_the_target():
 def test_scaling_settings_follow_the_preset():
     seven = scaling_settings(get_preset("7b", "tgi"))
     assert (seven.min_instances, seven.max_instances, seven.accelerators_per_copy) == (0, 4, 1)
-    assert seven.memory_per_copy_mb == 16 * 1024 and seven.max_copies == 4
+    # The SDK's 1,024 MB reservation, not a share of host memory (issue 18).
+    assert seven.memory_per_copy_mb == MEMORY_PER_COPY_MB == 1024 and seven.max_copies == 4
     seventy = scaling_settings(get_preset("70b", "lmi"), max_instances=3)
     assert (seventy.accelerators_per_copy, seventy.max_copies) == (8, 3)
     for preset in PRESETS.values():
         settings = scaling_settings(preset)
         assert settings.accelerators_per_copy == preset.num_gpus
-        assert 128 <= settings.memory_per_copy_mb <= preset.instance.memory_gib * 1024
+        assert settings.memory_per_copy_mb >= 128  # MinMemoryRequiredInMb's minimum
+        # Every copy an instance holds fits the memory SageMaker lets copies reserve there
+        # (the stand-in's pool, well below host memory).
+        assert (settings.memory_per_copy_mb * settings.copies_per_instance
+                <= memory_pool_mb(preset.instance_type) < preset.instance.memory_gib * 1024)
         assert settings.copy_concurrency == preset.max_rolling_batch_size
     assert "0 to 4" in seven.describe()
     with pytest.raises(PresetError, match="max_instances"):

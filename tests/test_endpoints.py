@@ -43,6 +43,7 @@ from common.errors import (
     StreamError,
     ThrottledError,
 )
+from common.gpu_drivers import inference_ami_version
 from common.presets import get_preset
 
 TGI = get_preset("7b", "tgi")
@@ -523,7 +524,8 @@ def _deploy(prefix):
                                       "Environment": TGI.tgi_environment()})
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-        "InstanceType": TGI.instance_type}])
+        "InstanceType": TGI.instance_type,
+        "InferenceAmiVersion": inference_ami_version(image, TGI.instance_type)}])
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     wait_for_endpoint(name, sagemaker_client=sm, poll_s=0.1, timeout_s=60, progress=False)
     return sm, name

@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from polling import unique_name, wait_until
 
+from common.gpu_drivers import inference_ami_version
 from common.local.components import NO_CAPACITY_MESSAGE, copy_concurrency_from
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
@@ -45,6 +46,7 @@ def _component_endpoint(sagemaker, local_stack, name: str, *, max_instances: int
         ProductionVariants=[{
             "VariantName": "AllTraffic", "InstanceType": "ml.g5.2xlarge",
             "InitialInstanceCount": 1,
+            "InferenceAmiVersion": inference_ami_version(TGI_IMAGE, "ml.g5.2xlarge"),
             "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 0,
                                        "MaxInstanceCount": max_instances},
             "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}}])
@@ -162,7 +164,8 @@ def test_a_component_needs_an_endpoint_without_a_model(local_stack, sagemaker):
     sagemaker.create_endpoint_config(
         EndpointConfigName=name, ProductionVariants=[{
             "VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.2xlarge",
-            "InitialInstanceCount": 1}])
+            "InitialInstanceCount": 1,
+            "InferenceAmiVersion": inference_ami_version(TGI_IMAGE, "ml.g5.2xlarge")}])
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sagemaker.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polling import WAIT_S, unique_name, wait_until
 
+from common.gpu_drivers import inference_ami_version
 from common.local.controlplane import EXECUTION_ROLE_NAME, _drop_empty_objects
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
@@ -37,7 +38,15 @@ def _create_model_and_config(sagemaker, local_stack, name: str, *, image: str = 
     sagemaker.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name,
-                             "InstanceType": instance_type, "InitialInstanceCount": 1}])
+                             "InstanceType": instance_type, "InitialInstanceCount": 1,
+                             **_host_ami(image, instance_type)}])
+
+
+def _host_ami(image: str, instance_type: str) -> dict[str, str]:
+    """The variant's InferenceAmiVersion for ``image``, as the recipes set it (none for an
+    image whose tag names no CUDA version)."""
+    ami = inference_ami_version(image, instance_type)
+    return {"InferenceAmiVersion": ami} if ami else {}
 
 
 def _status(sagemaker, name: str) -> str:
@@ -227,6 +236,7 @@ def test_the_v3_sdk_deploys_waits_and_deletes(local_stack):
         endpoint_config_name=name,
         production_variants=[ProductionVariant(
             variant_name="AllTraffic", model_name=name, instance_type="ml.g5.12xlarge",
+            inference_ami_version=inference_ami_version(image, "ml.g5.12xlarge"),
             initial_instance_count=1, container_startup_health_check_timeout_in_seconds=900,
             model_data_download_timeout_in_seconds=1200,
             routing_config=ProductionVariantRoutingConfig(

@@ -27,7 +27,8 @@ def test_quota_flags_parse_and_repeat():
 @pytest.mark.parametrize("text", ["g5.2xlarge=1", "ml.g5.2xlarge", "ml.g5.2xlarge=-1",
                                   "ml.g5.2xlarge=many"])
 def test_a_malformed_quota_is_refused_with_the_expected_form(text):
-    with pytest.raises(ValueError, match=r"INSTANCE_TYPE=N \(e\.g\. ml\.g5\.12xlarge=0\)"):
+    with pytest.raises(ValueError, match=r"INSTANCE_TYPE=N or INSTANCE_TYPE=default \(e\.g\. "
+                                         r"ml\.g5\.12xlarge=0\)"):
         parse_quota(text)
 
 

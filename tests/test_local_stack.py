@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from common.gpu_drivers import inference_ami_version
 from common.local.stack import (
     BACKENDS,
     DUMMY_HF_TOKEN,
@@ -102,7 +103,9 @@ def test_the_runtime_answers_what_the_control_plane_deployed(local_stack, reques
     sagemaker.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[{"VariantName": "Blue", "ModelName": name,
-                             "InstanceType": "ml.g5.2xlarge", "InitialInstanceCount": 1}])
+                             "InstanceType": "ml.g5.2xlarge", "InitialInstanceCount": 1,
+                             "InferenceAmiVersion": inference_ami_version(image,
+                                                                          "ml.g5.2xlarge")}])
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sagemaker.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})

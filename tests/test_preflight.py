@@ -98,7 +98,7 @@ def test_a_zero_quota_names_the_quota_and_how_to_raise_it(local_stack):
     assert (f"https://us-east-1.console.aws.amazon.com/servicequotas/home/services/sagemaker/"
             f"quotas/{code}") in message
     # Other tests of the session may keep ml.g5.2xlarge endpoints: they count too.
-    in_use = int(re.search(r"endpoints already use (\d+), this one needs 1",
+    in_use = int(re.search(r"endpoints already hold (\d+), this one needs up to 1",
                            failure.detail).group(1))
     call = (f"request_service_quota_increase(ServiceCode='sagemaker', QuotaCode='{code}', "
             f"DesiredValue={in_use + 1})")
@@ -125,7 +125,7 @@ def test_instances_already_in_use_count_against_the_quota(local_stack):
 
             preset = dataclasses.replace(TGI, instance_type="ml.g6.2xlarge")
             error = _failure(local_stack, preset)
-            assert "endpoints already use 1, this one needs 1" in error.failures[0].detail
+            assert "endpoints already hold 1, this one needs up to 1" in error.failures[0].detail
             assert "DesiredValue=2" in error.failures[0].fix
             # What SageMaker itself answers (aws-samples/aws-genai-llm-chatbot#244).
             with pytest.raises(sagemaker.exceptions.ResourceLimitExceeded) as refused:
@@ -140,6 +140,62 @@ def test_instances_already_in_use_count_against_the_quota(local_stack):
         sagemaker.delete_endpoint(EndpointName=name)
         sagemaker.delete_endpoint_config(EndpointConfigName=name)
         sagemaker.delete_model(ModelName=name)
+
+
+def test_a_quota_without_an_applied_value_is_read_from_the_defaults(local_stack):
+    # ListServiceQuotas leaves such a quota out; its code and AWS's default (0) come from
+    # ListAWSDefaultServiceQuotas, and GetServiceQuota by code finds no applied value.
+    import dataclasses
+
+    preset = dataclasses.replace(TGI, instance_type="ml.g6.12xlarge", num_gpus=4)
+    with _quota(local_stack, "ml.g6.12xlarge", None):
+        error = _failure(local_stack, preset)
+    (failure,) = error.failures
+    assert ("'ml.g6.12xlarge for endpoint usage' is 0 (AWS default (no applied value)) in "
+            "us-east-1") in failure.detail
+    assert "QuotaCode='L-" in failure.fix
+
+
+def test_instances_in_use_are_read_from_current_instance_count(local_stack):
+    # An endpoint for inference components runs the instances its copies need, whatever its
+    # InitialInstanceCount said; one scaled to zero holds none.
+    sagemaker = local_stack.client("sagemaker")
+    name = f"pf-ic-{uuid.uuid4().hex[:8]}"
+    image = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
+             "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=local_stack.role_arn,
+                           PrimaryContainer={"Image": image})
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name, ExecutionRoleArn=local_stack.role_arn, ProductionVariants=[{
+            "VariantName": "AllTraffic", "InstanceType": "ml.g6.xlarge",
+            "InitialInstanceCount": 1,
+            "InferenceAmiVersion": common.inference_ami_version(image, "ml.g6.xlarge"),
+            "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 0,
+                                       "MaxInstanceCount": 3}}])
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sagemaker.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    sagemaker.create_inference_component(
+        InferenceComponentName=name, EndpointName=name, VariantName="AllTraffic",
+        Specification={"ModelName": name, "ComputeResourceRequirements": {
+            "NumberOfAcceleratorDevicesRequired": 1, "MinMemoryRequiredInMb": 1024}},
+        RuntimeConfig={"CopyCount": 3})
+    try:
+        import dataclasses
+
+        preset = dataclasses.replace(TGI, instance_type="ml.g6.xlarge")
+        with _quota(local_stack, "ml.g6.xlarge", 3):
+            error = _failure(local_stack, preset)
+        assert "endpoints already hold 3, this one needs up to 1" in error.failures[0].detail
+    finally:
+        from polling import wait_until
+
+        wait_until(lambda: sagemaker.describe_inference_component(InferenceComponentName=name)[
+            "InferenceComponentStatus"] in ("InService", "Failed"), "the component to start")
+        sagemaker.delete_inference_component(InferenceComponentName=name)
+        wait_until(lambda: not sagemaker.list_inference_components(
+            EndpointNameEquals=name)["InferenceComponents"], "the component to be gone")
+        sagemaker.delete_endpoint(EndpointName=name)
 
 
 def test_unreadable_quotas_are_not_checked_never_passed(local_stack):
@@ -272,6 +328,64 @@ def test_an_explicit_deny_wins(local_stack):
             {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::locked/*"}]})
     error = _failure(local_stack, LMI, role=arn, bucket="locked")
     assert "do not allow s3:PutObject on" in error.failures[0].detail
+
+
+def test_a_permissions_boundary_that_denies_is_seen(local_stack):
+    # The role's own policy allows everything; its boundary allows only reading.
+    iam = local_stack.client("iam")
+    arn = _role(local_stack, service="sagemaker.amazonaws.com", policy={
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
+    boundary = iam.create_policy(PolicyName=f"pf-boundary-{uuid.uuid4().hex[:8]}",
+                                 PolicyDocument=json.dumps({"Version": "2012-10-17",
+                                                            "Statement": [{
+                                                                "Effect": "Allow",
+                                                                "Action": "s3:Get*",
+                                                                "Resource": "*"}]}))
+    iam.put_role_permissions_boundary(RoleName=arn.rsplit("/", 1)[-1],
+                                      PermissionsBoundary=boundary["Policy"]["Arn"])
+    error = _failure(local_stack, LMI, role=arn, bucket="bounded")
+    assert "do not allow s3:PutObject, s3:ListBucket on s3://bounded/" in error.failures[0].detail
+
+
+def test_a_condition_the_simulation_cannot_know_is_not_checked(local_stack):
+    arn = _role(local_stack, service="sagemaker.amazonaws.com", policy={
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "s3:*", "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-1234"}}}]})
+    report = _run(local_stack, LMI, role=arn, bucket="conditional")
+    access = _by_check(report)["S3 access"]
+    assert access.status == NOT_CHECKED and "aws:SourceVpce" in access.detail
+
+
+def test_a_refused_simulation_is_not_checked_never_passed(local_stack):
+    from botocore.exceptions import ClientError
+
+    from common.preflight import check_role
+
+    class RefusingIam:
+        def __init__(self, iam):
+            self.iam = iam
+
+        def __getattr__(self, name):
+            return getattr(self.iam, name)
+
+        def get_paginator(self, name):
+            if name == "simulate_principal_policy":
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized "
+                                             "to perform: iam:SimulatePrincipalPolicy"}},
+                                  "SimulatePrincipalPolicy")
+            return self.iam.get_paginator(name)
+
+    class Session:
+        def client(self, service, **_):
+            client = local_stack.client(service)
+            return RefusingIam(client) if service == "iam" else client
+
+    results = check_role(Session(), local_stack.role_arn, bucket="b")
+    access = results[-1]
+    assert access.check == "S3 access" and access.status == NOT_CHECKED
+    assert "AccessDenied" in access.detail and "iam:SimulatePrincipalPolicy" in access.detail
 
 
 def test_a_missing_role_says_how_to_create_one(local_stack):

@@ -1,12 +1,14 @@
-"""A deploy notebook against `python -m common.local --quota ml.g5.2xlarge=0`.
+"""A deploy notebook against `python -m common.local --quota ml.g5.2xlarge=0`, and a scale
+notebook against `--quota ml.g5.2xlarge=2` (below its maximum of 4 instances).
 
-It must stop at its pre-flight cell, naming the quota and how to raise it, having created
+Each must stop at its pre-flight cell, naming the quota and how to raise it, having created
 nothing. The stand-in runs as the README runs it (its own process, started with the flag);
 the notebook runs unmodified in a kernel with the variables the command prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,12 +39,12 @@ def _command_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def stand_in(tmp_path_factory):
-    """`python -m common.local --quota ml.g5.2xlarge=0`, running; yields its variables."""
+@contextlib.contextmanager
+def _stand_in(tmp_path_factory, quota: str):
+    """`python -m common.local --quota QUOTA`, running; yields its variables."""
     env_json = tmp_path_factory.mktemp("stand-in") / "env.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "common.local", "--quota", "ml.g5.2xlarge=0",
+        [sys.executable, "-m", "common.local", "--quota", quota,
          "--endpoint-delay", "0.1", "--ttft", "0", "--env-json", str(env_json)],
         env=_command_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
@@ -56,6 +58,13 @@ def stand_in(tmp_path_factory):
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory):
+    """`python -m common.local --quota ml.g5.2xlarge=0`, running; yields its variables."""
+    with _stand_in(tmp_path_factory, "ml.g5.2xlarge=0") as saved:
+        yield saved
 
 
 def _client(saved: dict, service: str):
@@ -113,3 +122,33 @@ def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(st
             - datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00")))
     print(f"\npre-flight cell: {took.total_seconds():.2f} s; whole run up to it "
           f"(kernel start and %pip included): {elapsed:.1f} s")
+
+
+def test_a_scale_notebook_checks_the_quota_for_its_maximum(tmp_path_factory):
+    # Issue 18: a quota of 2 lets the endpoint start (one instance) but not reach its maximum
+    # of 4 under load; the pre-flight says so before anything is created.
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from common.notebooks.generator import scale_path
+
+    path = scale_path("tgi", "7b", root=ROOT)  # ml.g5.2xlarge, max_instances 4
+    notebook = nbformat.read(path, as_version=4)
+    with _stand_in(tmp_path_factory, "ml.g5.2xlarge=2") as saved:
+        kernel_env = {**_command_env(), **saved["env"], **HEADLESS_NOTEBOOK_ENV}
+        client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        with pytest.raises(CellExecutionError):
+            client.execute(env=kernel_env)
+        failed = [cell for cell in notebook.cells if cell.cell_type == "code" and any(
+            out.get("output_type") == "error" for out in cell.get("outputs", []))]
+        assert len(failed) == 1 and failed[0].source.startswith(
+            "preflight_report = common.preflight(")
+        (error,) = [o for o in failed[0].outputs if o["output_type"] == "error"]
+        assert error["ename"] == "PreflightError"
+        assert ("1. Instance quota: 'ml.g5.2xlarge for endpoint usage' is 2 in us-east-1; "
+                "endpoints already hold 0, this one needs up to 4") in error["evalue"]
+        assert "DesiredValue=4" in error["evalue"]
+        sagemaker = _client(saved, "sagemaker")
+        assert sagemaker.list_endpoints()["Endpoints"] == []
+        assert sagemaker.list_models()["Models"] == []

@@ -83,7 +83,7 @@ def test_copies_rose_above_one_under_load_and_reached_zero_when_idle(scale_run):
     assert 0 in copies[peak:], f"copies never reached zero after the peak: {copies}"
     printed = _stdout(_code_cell(scale_run.notebook, "scale_in = common.watch_scaling("))
     assert re.search(r"^done after \d\d:\d\d: t\+\d\d:\d\d  copies 0 ", printed, re.M), printed
-    activities = _stdout(_code_cell(scale_run.notebook, "activities = "))
+    activities = _stdout(_code_cell(scale_run.notebook, "pages = "))
     assert "Setting desired copy count to 0." in activities
 
 

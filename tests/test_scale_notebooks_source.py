@@ -108,3 +108,31 @@ def test_the_clean_up_is_guarded_and_names_everything(path):
     assert call["alarm_names"] == "[NO_CAPACITY_ALARM]"
     assert call["policy_names"] == "[TARGET_TRACKING_POLICY, SCALE_FROM_ZERO_POLICY]"
     assert ("s3_uri" in call) == ("lmi" in path.name)
+
+
+DEPLOY = [generator.recipe_paths(c, s, root=ROOT)[0] for c, s in generator.RECIPES]
+
+
+@pytest.mark.parametrize("path", DEPLOY + SCALE, ids=lambda p: p.name)
+def test_every_endpoint_names_the_host_ami_its_image_needs(path):
+    # Issue 18: no recipe relies on the instance family's default NVIDIA driver.
+    tree = _tree(path)
+    (variant,) = _calls(tree, "ProductionVariant")
+    assert _kw(variant)["inference_ami_version"] == "inference_ami_version"
+    (chosen,) = _calls(tree, "common.inference_ami_version")
+    assert [ast.unparse(a) for a in chosen.args] == ["image", "preset.instance_type"]
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_the_scale_notebook_follows_the_aws_rules_issue_18_names(path):
+    tree = _tree(path)
+    # The pre-flight checks the quota for the most instances the endpoint may run.
+    (check,) = _calls(tree, "common.preflight")
+    assert _kw(check)["instance_count"] == "scaling.max_instances"
+    # Scaling activities come 50 to a page: read them all.
+    (pages,) = _calls(tree, "get_paginator")
+    assert [ast.unparse(a) for a in pages.args] == ["'describe_scaling_activities'"]
+    # The no-capacity alarm as AWS's scale-to-zero guide sets it: Sum over 60 seconds.
+    (alarm,) = _calls(tree, "cloudwatch_client.put_metric_alarm")
+    assert (_kw(alarm)["Statistic"], _kw(alarm)["Period"]) == ("'Sum'", "60")
+    assert _kw(alarm)["ComparisonOperator"] == "'GreaterThanOrEqualToThreshold'"

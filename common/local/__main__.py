@@ -35,7 +35,8 @@ huggingface_hub) and real wire protocols, no AWS account. It runs
     event-stream frames in the TGI or LMI container's format;
   * a Hugging Face cache with tiny Llama 2 chat snapshots, served by a small local Hub
     API (HF_ENDPOINT: auth-check, file listing and downloads; the rest from the cache);
-  * Service Quotas for SageMaker endpoints (--quota TYPE=N), enforced by CreateEndpoint;
+  * Service Quotas for SageMaker endpoints (--quota TYPE=N), enforced by CreateEndpoint
+    and by managed instance scaling;
   * a fresh IPYTHONDIR, so %store data stays out of your profile.
 
 Everything listens on 127.0.0.1 only and uses dummy credentials.
@@ -57,7 +58,7 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _quota(text: str) -> tuple[str, float]:
+def _quota(text: str) -> tuple[str, float | None]:
     from common.local.quotas import parse_quota
 
     try:
@@ -194,8 +195,10 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         "--quota", dest="quotas", action="append", type=_quota, default=default([]),
         metavar="TYPE=N",
         help="the account's endpoint quota for an instance type, e.g. ml.g5.12xlarge=0: "
-             "Service Quotas reports it and CreateEndpoint fails with ResourceLimitExceeded "
-             "past it (default: 100 of every type); repeatable")
+             "Service Quotas reports it, and CreateEndpoint and managed instance scaling stop "
+             "at it (ResourceLimitExceeded); TYPE=default leaves the type without an applied "
+             "value (AWS's default, 0 for GPU types, applies and ListServiceQuotas omits it) "
+             "(default: 100 of every GPU type); repeatable")
     parser.add_argument(
         "--gated-denied", dest="gated_denied", action="append", default=default([]),
         metavar="MODEL_ID",

@@ -98,6 +98,9 @@ class ScalingSimulator:
         copy_concurrency: streams per copy (``None``: from the container's settings).
         copy_pace: a floor on each copy's streams' pace (real seconds).
         fail_components: component names or patterns that go ``Failed``.
+        quotas: the account's endpoint quotas (:class:`common.local.quotas.QuotaBook`):
+            managed instance scaling starts no instance past them, and the Application Auto
+            Scaling activity that asked for the copies says so (``None``: no limit).
 
     Give :meth:`install` to the control plane as an extension, pass :meth:`route` to the
     runtime server as its router, and call :meth:`start`/:meth:`stop` around serving.
@@ -105,8 +108,9 @@ class ScalingSimulator:
 
     def __init__(self, clock: Clock, *, timings: Timings | None = None,
                  copy_concurrency: int | None = None, copy_pace: CopyPace | None = None,
-                 fail_components: Iterable[str] = ()) -> None:
+                 fail_components: Iterable[str] = (), quotas: Any = None) -> None:
         self.clock = clock
+        self.quotas = quotas
         self._init = {"timings": timings, "copy_concurrency": copy_concurrency,
                       "copy_pace": copy_pace, "fail_components": tuple(fail_components)}
         self.manager: ComponentManager | None = None
@@ -126,11 +130,28 @@ class ScalingSimulator:
         from common.local.components_api import install_component_api
 
         self.plane = plane
-        self.manager = ComponentManager(self.clock, plane._lock, **self._init)
+        self.manager = ComponentManager(
+            self.clock, plane._lock, **self._init,
+            instance_quota=self._quota_refusal if self.quotas is not None else None)
         self._next_boundary = (math.floor(self.clock.now() / METRIC_PERIOD_S) + 1) * \
             METRIC_PERIOD_S
         install_component_api(plane, self.manager, patch)
         self._patch_autoscaling(patch)
+
+    def fleet_size(self, account: str, region: str, endpoint_name: str) -> int | None:
+        """The instances an endpoint for inference components runs or starts now (``None``
+        for another endpoint): what counts against the account's quota."""
+        return self._require().fleet_size(account, region, endpoint_name)
+
+    def _quota_refusal(self, account: str, region: str, instance_type: str,
+                       delta: int) -> str | None:
+        from moto.backends import get_backend
+
+        from common.local.quotas import instances_in_use
+
+        backend = get_backend("sagemaker")[account][region]
+        used = instances_in_use(backend, instance_type, fleet_size=self.fleet_size)
+        return self.quotas.refusal(instance_type, used, delta)
 
     def route(self, endpoint_name: str, component_name: str | None) -> Any:
         """The runtime server's router (:meth:`ComponentManager.admit`)."""
@@ -401,6 +422,14 @@ class ScalingSimulator:
         manager.set_desired(account, region, component, wanted,
                             cause=f"Application Auto Scaling: {cause}", at=at)
         stamp = self.clock.wall(at)
+        blocked = manager.blocked(account, region, component.name)
+        status = ({"StatusCode": "Failed",
+                   "StatusMessage": f"Failed to set desired copy count to {wanted}: SageMaker "
+                                    f"cannot start an instance for every copy. Reason: {blocked}"}
+                  if blocked else
+                  {"StatusCode": "Successful",
+                   "StatusMessage": f"Successfully set desired copy count to {wanted}. Change "
+                                    "successfully fulfilled by sagemaker."})
         self._activities[(account, region)].append({
             "ActivityId": str(uuid.uuid4()),
             "ServiceNamespace": "sagemaker",
@@ -410,9 +439,7 @@ class ScalingSimulator:
             "Cause": cause,
             "StartTime": stamp.timestamp(),
             "EndTime": stamp.timestamp(),
-            "StatusCode": "Successful",
-            "StatusMessage": f"Successfully set desired copy count to {wanted}. Change "
-                             "successfully fulfilled by sagemaker.",
+            **status,
         })
         manager.record(at, "scaling", target.resource_id,
                        f"copies {current} -> {wanted}: {cause}", desired=wanted,

@@ -12,10 +12,17 @@ The model, in simulated seconds on the stand-in's one clock (:mod:`common.local.
   ``ManagedInstanceScaling`` bounds the instances (``MinInstanceCount`` ..
   ``MaxInstanceCount``); it starts with ``InitialInstanceCount`` instances.
 * Each copy needs ``ceil(NumberOfAcceleratorDevicesRequired)`` accelerators (1 when not
-  given) on one instance; an instance has the accelerators of its type
-  (:data:`ACCELERATORS`). A copy goes on an instance with room, else on a new instance
-  (ready after :attr:`Timings.instance_provision_s`) while the maximum allows, else it stays
-  *pending* (``DesiredCopyCount`` > copies placed) until room appears.
+  given) and ``MinMemoryRequiredInMb`` of memory on one instance; an instance has the
+  accelerators of its type (:data:`ACCELERATORS`) and a schedulable memory pool well below its
+  host memory (:func:`memory_pool_mb`). A copy that could never fit one instance fails the
+  component at once with SageMaker's "not enough hardware resources" text. A copy goes on an
+  instance with room, else on a new instance (ready after
+  :attr:`Timings.instance_provision_s`) while the maximum *and the account's instance quota*
+  allow, else it stays *pending* (``DesiredCopyCount`` > copies placed) until room appears; a
+  copy held back by the quota shows on DescribeEndpoint (the variant's ``VariantStatus``
+  message) and in the Application Auto Scaling activity that asked for it.
+* A container built for a newer CUDA than the host's driver (:mod:`common.local.drivers`)
+  never serves: the component goes ``Failed`` after its start-up health-check timeout.
 * A placed copy serves after :attr:`Timings.copy_startup_s` (from when its instance is up).
   ``CurrentCopyCount`` counts the copies that serve.
 * An instance without copies is released after :attr:`Timings.instance_idle_release_s`,
@@ -53,7 +60,9 @@ __all__ = [
     "ACCELERATORS",
     "COMPONENT_HEADER",
     "DEFAULT_COPY_CONCURRENCY",
+    "NOT_ENOUGH_HARDWARE_MESSAGE",
     "NO_CAPACITY_MESSAGE",
+    "SCHEDULABLE_MEMORY_SHARE",
     "Admission",
     "ComponentManager",
     "CopyPace",
@@ -61,6 +70,8 @@ __all__ = [
     "Timings",
     "accelerators_of",
     "copy_concurrency_from",
+    "memory_of",
+    "memory_pool_mb",
 ]
 
 logger = logging.getLogger("common.local.scaling")
@@ -85,6 +96,19 @@ HEADER_NOT_ALLOWED_MESSAGE = (
     "again."
 )
 NOT_SUPPORTED_MESSAGE = "Inference Components are not supported in this Endpoint."
+NOT_ENOUGH_HARDWARE_MESSAGE = (
+    "There is not enough hardware resources on the instances for this endpoint to create a "
+    "copy of the inference component."
+)
+"""SageMaker's refusal of a copy larger than one instance's schedulable resources (quoted in a
+public deployment guide that measured it on ml.g5.xlarge: 1,024 MB accepted, 4,096 MB
+refused)."""
+
+SCHEDULABLE_MEMORY_SHARE = 0.125
+"""The share of an instance's host memory that inference-component copies can reserve
+(``MinMemoryRequiredInMb``) in the stand-in: an ml.g5.xlarge (16 GiB) then schedules 2,048 MB,
+inside what was measured there (1,024 MB accepted, 4,096 MB refused). AWS does not publish the
+pool; the SageMaker SDK defaults every copy to 1,024 MB for that reason."""
 
 DEFAULT_COPY_CONCURRENCY = 8
 """Streams one copy serves at once when neither the stand-in's option nor the container's
@@ -111,6 +135,24 @@ ACCELERATORS: dict[str, int] = {
     for family, sizes in _ACCELERATORS_BY_SIZE.items() for size, count in sizes.items()
 }
 """Accelerators (GPUs, or Neuron devices) per instance type."""
+
+
+def memory_pool_mb(instance_type: str) -> float:
+    """Return the memory (MB) copies can reserve on one instance of ``instance_type``:
+    :data:`SCHEDULABLE_MEMORY_SHARE` of its host memory (``common.presets.INSTANCE_TYPES``),
+    or no limit for a type that table does not know."""
+    from common.presets import INSTANCE_TYPES
+
+    known = INSTANCE_TYPES.get(instance_type)
+    if known is None:
+        return math.inf
+    return known.memory_gib * 1024 * SCHEDULABLE_MEMORY_SHARE
+
+
+def memory_of(specification: dict[str, Any]) -> float:
+    """``MinMemoryRequiredInMb`` of a component specification (0 when not given)."""
+    requirements = specification.get("ComputeResourceRequirements") or {}
+    return float(requirements.get("MinMemoryRequiredInMb") or 0)
 
 
 def accelerators_of(instance_type: str) -> int:
@@ -175,6 +217,12 @@ class _Instance:
     accelerators: int
     used: int = 0
     idle_since: float | None = None
+    memory_mb: float = math.inf
+    memory_used: float = 0.0
+
+    def fits(self, accelerators: int, memory_mb: float) -> bool:
+        return (self.accelerators - self.used >= accelerators
+                and self.memory_mb - self.memory_used >= memory_mb)
 
     def ready(self, now: float) -> bool:
         return now >= self.ready_at
@@ -186,6 +234,7 @@ class _Copy:
     instance: _Instance
     ready_at: float
     needs: int
+    memory_mb: float = 0.0
     active: int = 0
     retired: bool = False
     announced: bool = False
@@ -206,6 +255,7 @@ class _Fleet:
     scaling: dict[str, Any]
     routing: dict[str, Any]
     instances: list[_Instance] = field(default_factory=list)
+    ami_version: str | None = None
 
 
 @dataclass(eq=False)
@@ -226,6 +276,9 @@ class _Component:
     modified: datetime
     due_at: float = 0.0
     failure_reason: str | None = None
+    doomed: tuple[str, float] | None = None  # (FailureReason, when): its container cannot start
+    blocked: str | None = None  # why pending copies get no new instance (the account's quota)
+    blocked_since: datetime | None = None
     pending_spec: tuple[dict[str, Any], str, dict[str, str], int, int] | None = None
     copies: list[_Copy] = field(default_factory=list)
     waiting: deque[_Ticket] = field(default_factory=deque)
@@ -333,6 +386,9 @@ class ComponentManager:
         fail_components: component names or ``fnmatch`` patterns that go ``Failed``.
         queue_timeout_s: the longest a request waits for a place on a copy (real seconds)
             before it is answered with a throttling error.
+        instance_quota: ``instance_quota(account, region, instance_type, delta)`` -> the
+            ``ResourceLimitExceeded`` text when ``delta`` more instances would pass the
+            account's endpoint quota, else ``None`` (``None``: no quota).
 
     The control plane calls :meth:`install` when it patches moto, and :meth:`advance` reads
     the clock; the runtime server calls :meth:`admit`.
@@ -348,6 +404,7 @@ class ComponentManager:
         copy_pace: CopyPace | None = None,
         fail_components: Iterable[str] = (),
         queue_timeout_s: float = 300.0,
+        instance_quota: Callable[[str, str, str, int], str | None] | None = None,
     ) -> None:
         if copy_concurrency is not None and copy_concurrency < 1:
             raise ValueError(f"copy_concurrency must be >= 1, got {copy_concurrency}")
@@ -358,6 +415,7 @@ class ComponentManager:
         self.copy_pace = copy_pace or CopyPace()
         self.fail_patterns = list(fail_components)
         self.queue_timeout_s = queue_timeout_s
+        self.instance_quota = instance_quota
         self._slots = threading.Condition(lock)
         self._fleets: dict[tuple[str, str, str], _Fleet] = {}
         self._components: dict[tuple[str, str, str], _Component] = {}
@@ -393,7 +451,8 @@ class ComponentManager:
         maximum = int(scaling.get("MaxInstanceCount", initial)) if enabled else initial
         fleet = _Fleet(endpoint_name, variant.get("VariantName", "AllTraffic"),
                        variant.get("InstanceType", ""), minimum, max(maximum, minimum),
-                       scaling, dict(variant.get("RoutingConfig") or {}))
+                       scaling, dict(variant.get("RoutingConfig") or {}),
+                       ami_version=variant.get("InferenceAmiVersion") or None)
         for _ in range(initial):
             fleet.instances.append(self._new_instance(fleet, ready_at, idle=True))
         self._fleets[(account, region, endpoint_name)] = fleet
@@ -422,7 +481,31 @@ class ComponentManager:
             summary["ManagedInstanceScaling"] = fleet.scaling
         if fleet.routing:
             summary["RoutingConfig"] = fleet.routing
+        blocked = [c for k, c in self._components.items()
+                   if k[:2] == (account, region) and c.endpoint_name == endpoint_name
+                   and c.blocked]
+        if blocked:
+            summary["VariantStatus"] = [{"Status": "Updating",
+                                         "StatusMessage": blocked[0].blocked,
+                                         "StartTime": blocked[0].blocked_since}]
         return summary
+
+    def fleet_size(self, account: str, region: str, endpoint_name: str) -> int | None:
+        """The instances (running or starting) of a component-hosting endpoint, or ``None``
+        for an endpoint without components."""
+        fleet = self._fleets.get((account, region, endpoint_name))
+        return None if fleet is None else len(fleet.instances)
+
+    def blocked(self, account: str, region: str, name: str) -> str | None:
+        """Why copies of the component ``name`` wait for an instance that the account's quota
+        refuses (SageMaker's ``ResourceLimitExceeded`` text), or ``None``."""
+        component = self.component(account, region, name)
+        return None if component is None else component.blocked
+
+    def components_on(self, account: str, region: str, endpoint_name: str) -> list[str]:
+        """The names of the inference components an endpoint hosts (any status)."""
+        return sorted(c.name for k, c in self._components.items()
+                      if k[:2] == (account, region) and c.endpoint_name == endpoint_name)
 
     def hosts_components(self, account: str, region: str, endpoint_name: str) -> bool:
         """Whether the endpoint's variant has no model (it hosts inference components)."""
@@ -431,7 +514,8 @@ class ComponentManager:
     def _new_instance(self, fleet: _Fleet, ready_at: float, *, idle: bool = False) -> _Instance:
         instance = _Instance(f"i-{next(self._ids):04d}", ready_at,
                              accelerators_of(fleet.instance_type),
-                             idle_since=ready_at if idle else None)
+                             idle_since=ready_at if idle else None,
+                             memory_mb=memory_pool_mb(fleet.instance_type))
         return instance
 
     # ----------------------------------------------------------------- components
@@ -454,13 +538,29 @@ class ComponentManager:
                     f"cop{'y' if component.desired == 1 else 'ies'}"
                     f" ({component.needs} accelerator(s) and up to {component.concurrency} "
                     "concurrent streams each)", desired=component.desired)
-        if component.needs > accelerators_of(fleet.instance_type):
+        accelerators = accelerators_of(fleet.instance_type)
+        pool = memory_pool_mb(fleet.instance_type)
+        memory = memory_of(component.specification)
+        if component.needs > accelerators or memory > pool:
             self._fail(component, now, (
-                f"Unable to place the inference component: each copy needs "
-                f"{component.needs} accelerator devices, but one {fleet.instance_type} "
-                f"instance has {accelerators_of(fleet.instance_type)}. Lower "
-                "NumberOfAcceleratorDevicesRequired or use a larger instance type."))
+                f"{NOT_ENOUGH_HARDWARE_MESSAGE} [local stand-in] Each copy needs "
+                f"{component.needs} accelerator devices and {memory:,.0f} MB of memory "
+                f"(MinMemoryRequiredInMb), but one {fleet.instance_type} instance has "
+                f"{accelerators} accelerators and {pool:,.0f} MB that copies can reserve. Lower "
+                "NumberOfAcceleratorDevicesRequired or MinMemoryRequiredInMb (the SageMaker "
+                "SDK uses 1,024 MB), or use a larger instance type."))
             return
+        from common.local.drivers import start_failure
+
+        startup = component.specification.get("StartupParameters") or {}
+        failure = start_failure(
+            component.image, {"InstanceType": fleet.instance_type,
+                              "InferenceAmiVersion": fleet.ami_version},
+            subject=f"inference component {component.name}",
+            health_check_s=startup.get("ContainerStartupHealthCheckTimeoutInSeconds"),
+            default_wait_s=self.timings.copy_startup_s)
+        if failure is not None:
+            component.doomed = (failure.reason, now + failure.wait_s)
         self._reconcile(account, region, component, now)
 
     def set_desired(self, account: str, region: str, component: _Component, copies: int,
@@ -524,6 +624,9 @@ class ComponentManager:
             return
         if component.status == "Failed":
             return
+        if component.doomed is not None and now >= component.doomed[1]:
+            self._fail(component, component.doomed[1], component.doomed[0])
+            return
         if component.pending_spec is not None and now >= component.due_at:
             (component.specification, component.image, component.environment,
              component.concurrency, component.needs) = component.pending_spec
@@ -583,33 +686,53 @@ class ComponentManager:
             for copy_ in sorted(live, key=lambda c: (c.serving(now), c.active))[:extra]:
                 self._retire(copy_, now)
         missing = component.desired - len(component.live())
+        memory = memory_of(component.specification)
+        refusal = None
         for _ in range(max(0, missing)):
-            instance = self._instance_with_room(fleet, component.needs, now)
+            instance, refusal = self._instance_with_room(account, region, fleet,
+                                                         component.needs, memory, now)
             if instance is None:
                 break
             instance.used += component.needs
+            instance.memory_used += memory
             instance.idle_since = None
-            copy_ = _Copy(f"copy-{next(self._ids):04d}", instance,
-                          max(now, instance.ready_at) + self.timings.copy_startup_s,
-                          component.needs)
+            ready_at = (math.inf if component.doomed is not None
+                        else max(now, instance.ready_at) + self.timings.copy_startup_s)
+            copy_ = _Copy(f"copy-{next(self._ids):04d}", instance, ready_at, component.needs,
+                          memory)
             component.copies.append(copy_)
             self.record(now, "copies", component.name,
-                        f"copy {copy_.id} placed on {instance.id}, serves in "
-                        f"{copy_.ready_at - now:.0f} s")
+                        f"copy {copy_.id} placed on {instance.id}, " + (
+                            "its container cannot start on the host's driver"
+                            if component.doomed is not None
+                            else f"serves in {copy_.ready_at - now:.0f} s"))
+        if refusal != component.blocked:
+            component.blocked = refusal
+            component.blocked_since = self.clock.wall(now) if refusal else None
+            if refusal:
+                self.record(now, "instances", fleet.endpoint_name,
+                            f"no new instance for {component.name}: {refusal}")
 
-    def _instance_with_room(self, fleet: _Fleet, needs: int, now: float) -> _Instance | None:
-        candidates = [i for i in fleet.instances if i.accelerators - i.used >= needs]
+    def _instance_with_room(self, account: str, region: str, fleet: _Fleet, needs: int,
+                            memory: float, now: float) -> tuple[_Instance | None, str | None]:
+        """(an instance with room for one copy, or ``None``; the quota's refusal when that is
+        why there is none)."""
+        candidates = [i for i in fleet.instances if i.fits(needs, memory)]
         if candidates:  # ready instances first, then the one that is up soonest
-            return min(candidates, key=lambda i: (not i.ready(now), i.ready_at))
+            return min(candidates, key=lambda i: (not i.ready(now), i.ready_at)), None
         if len(fleet.instances) >= fleet.max_instances:
-            return None
+            return None, None
+        if self.instance_quota is not None:
+            refusal = self.instance_quota(account, region, fleet.instance_type, 1)
+            if refusal:
+                return None, refusal
         instance = self._new_instance(fleet, now + self.timings.instance_provision_s)
         fleet.instances.append(instance)
         self.record(now, "instances", fleet.endpoint_name,
                     f"provisioning {instance.id} ({fleet.instance_type}), up in "
                     f"{instance.ready_at - now:.0f} s; {len(fleet.instances)} instance(s)",
                     instances=len(fleet.instances))
-        return instance
+        return instance, None
 
     def _retire(self, copy_: _Copy, now: float) -> None:
         copy_.retired = True
@@ -622,6 +745,7 @@ class ComponentManager:
                 component.copies.remove(copy_)
         instance = copy_.instance
         instance.used = max(0, instance.used - copy_.needs)
+        instance.memory_used = max(0.0, instance.memory_used - copy_.memory_mb)
         if instance.used == 0:
             instance.idle_since = max(now, instance.ready_at)
 

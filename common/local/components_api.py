@@ -6,7 +6,23 @@ Operations added to moto's SageMaker: ``CreateInferenceComponent``,
 response members as in botocore's ``sagemaker`` service model). Fixes to moto's own: an
 endpoint-config variant without ``ModelName`` is accepted (moto raised ``KeyError``),
 ``ExecutionRoleArn`` is kept and described, and DescribeEndpoint reports the component
-endpoint's instances, ``ManagedInstanceScaling`` and ``RoutingConfig``.
+endpoint's instances, ``ManagedInstanceScaling``, ``RoutingConfig`` and (while the account's
+quota holds copies back) ``VariantStatus``.
+
+Rules SageMaker applies that the service model does not state, refused with
+``ValidationException``:
+
+* ``CreateEndpointConfig``: ``ManagedInstanceScaling`` on a variant that names a
+  ``ModelName`` (:data:`MANAGED_SCALING_NEEDS_COMPONENTS`, SageMaker's text as quoted in
+  hashicorp/terraform-provider-aws#45926); a variant without ``ModelName`` (an endpoint for
+  inference components) without the configuration's ``ExecutionRoleArn``
+  (:data:`ROLE_REQUIRED_MESSAGE`; refused with HTTP 400 on SageMaker, stdapi-ai/stdapi.ai#43;
+  the wording is ours); an ``InferenceAmiVersion`` outside the enum or not for the instance
+  family (:func:`common.local.drivers.check_variant_ami`).
+* ``DeleteEndpoint`` while inference components exist on the endpoint
+  (:data:`DELETE_WITH_COMPONENTS_MESSAGE`, wording ours: AWS's console deletes the components
+  first, "Delete inference components first" in "Delete Endpoints and Resources", and the API
+  refuses -- aws/amazon-sagemaker-feedback#49).
 """
 
 from __future__ import annotations
@@ -25,7 +41,23 @@ from common.local.components import (
     spec_fields,
 )
 
-__all__ = ["install_component_api"]
+__all__ = [
+    "DELETE_WITH_COMPONENTS_MESSAGE",
+    "MANAGED_SCALING_NEEDS_COMPONENTS",
+    "ROLE_REQUIRED_MESSAGE",
+    "install_component_api",
+]
+
+MANAGED_SCALING_NEEDS_COMPONENTS = (
+    "ManagedInstanceScaling is only supported for inference component endpoints.")
+ROLE_REQUIRED_MESSAGE = (
+    "ExecutionRoleArn is required for an endpoint configuration whose production variants "
+    "host inference components (no ModelName): SageMaker runs the components' containers with "
+    "it. Pass ExecutionRoleArn (execution_role_arn=) to CreateEndpointConfig.")
+DELETE_WITH_COMPONENTS_MESSAGE = (
+    "Cannot delete endpoint \"{arn}\" while it hosts inference components ({names}). Delete "
+    "them first (DeleteInferenceComponent) and wait until they are gone, then delete the "
+    "endpoint.")
 
 _OPERATIONS = ("create_inference_component", "describe_inference_component",
                "list_inference_components", "update_inference_component",
@@ -70,6 +102,18 @@ def install_component_api(plane: Any, manager: ComponentManager,
         original_validate(backend, [v for v in variants if not _hosts_components(v)])
 
     def create_endpoint_config_action(response: Any) -> Any:
+        from common.local.drivers import check_variant_ami
+
+        variants = response._get_param("ProductionVariants") or []
+        for index, variant in enumerate(variants):
+            refusal = check_variant_ami(variant, index)
+            if refusal:
+                raise ValidationError(message=refusal)
+            if variant.get("ModelName") and variant.get("ManagedInstanceScaling"):
+                raise ValidationError(message=MANAGED_SCALING_NEEDS_COMPONENTS)
+        if any(_hosts_components(v) for v in variants) and not response._get_param(
+                "ExecutionRoleArn"):
+            raise ValidationError(message=ROLE_REQUIRED_MESSAGE)
         result = original_create_config(response)
         role = response._get_param("ExecutionRoleArn")
         if role:
@@ -107,6 +151,13 @@ def install_component_api(plane: Any, manager: ComponentManager,
 
     def delete_endpoint(backend: Any, endpoint_name: str) -> None:
         with plane._lock:
+            manager.advance()
+            hosted = manager.components_on(backend.account_id, backend.region_name,
+                                           endpoint_name)
+            endpoint = backend.endpoints.get(endpoint_name)
+            if hosted and endpoint is not None:
+                raise ValidationError(message=DELETE_WITH_COMPONENTS_MESSAGE.format(
+                    arn=endpoint.arn, names=", ".join(hosted)))
             original_delete_endpoint(backend, endpoint_name)
             manager.drop_fleet(backend.account_id, backend.region_name, endpoint_name)
 

@@ -529,6 +529,13 @@ _LMI_KNOWN = {
     "temperature": "float", "top_p": "float", "top_k": "int", "seed": "int", "stop": "stop",
     "repetition_penalty": "float", "max_tokens": "int", "echo": "bool",
 }
+_TOP_N_TOKENS_REFUSED = (
+    "parameters.top_n_tokens becomes vLLM's n in LMI 0.36.0 (djl-serving "
+    "lmi_vllm/request_response_utils.py, convert_lmi_schema_to_completion_request): n "
+    "completions interleaved in one stream. The local stand-in refuses it so that a recipe "
+    "that sends it fails here rather than streaming mixed answers on SageMaker; remove it "
+    "(parameters.details gives each token's logprob)."
+)
 _VLLM_PASSTHROUGH = {
     "frequency_penalty", "presence_penalty", "min_p", "min_tokens", "ignore_eos",
     "stop_token_ids", "n", "best_of", "logprobs", "skip_special_tokens", "truncate_prompt_tokens",
@@ -607,12 +614,14 @@ def _parse_lmi_generate(spec: ContainerSpec, payload: dict[str, Any], env: dict[
         raise _lmi_error(424, f"Input parsing failed: 'parameters' must be an object, got "
                               f"{type(parameters).__name__}")
     params = dict(parameters)
+    if "top_n_tokens" in params:
+        raise _lmi_error(400, _TOP_N_TOKENS_REFUSED)
     stream = _lax(payload.get("stream", False), "bool", "stream")
     max_tokens = _lax(params.pop("max_new_tokens", 30), "int", "max_tokens")
     echo = _lax(params.pop("return_full_text", False), "bool", "echo")
     details = bool(_lax(params.pop("details", False), "bool", "details"))
     do_sample = params.pop("do_sample", None)
-    for name in ("truncate", "top_n_tokens", "ignore_eos_token", "decoder_input_details"):
+    for name in ("truncate", "ignore_eos_token", "decoder_input_details"):
         params.pop(name, None)
     if do_sample is not None and not _lax(do_sample, "bool", "do_sample"):
         params["temperature"] = 0.0

@@ -17,7 +17,9 @@ What is moto and what is ours:
   :meth:`ControlPlane.stop`; nothing outside this process is touched):
 
   - the endpoint lifecycle: ``Creating`` -> ``InService`` (or ``Failed`` with a
-    ``FailureReason``) after ``endpoint_delay_s``; ``Updating`` (``UpdateEndpoint``, which
+    ``FailureReason``) after ``endpoint_delay_s`` -- or, for a container built for a newer
+    CUDA than the host's NVIDIA driver runs (:mod:`common.local.drivers`), ``Failed`` after
+    its start-up health-check timeout; ``Updating`` (``UpdateEndpoint``, which
     moto lacks); ``Deleting`` for ``delete_delay_s`` before the endpoint disappears. moto
     reports every endpoint ``InService`` at once and deletes at once.
   - instance types: moto's production-variant list predates ``ml.g5``/``ml.g6``/``ml.p4d``;
@@ -167,6 +169,7 @@ class _Lifecycle:
     environment: dict[str, str]
     due_at: float = 0.0  # when Creating/Updating/Deleting ends (monotonic clock)
     pending: tuple[str | None, dict[str, str], str] | None = None  # an update's new model
+    failure: str | None = None  # why the container of this create/update cannot start
 
 
 @dataclass
@@ -536,11 +539,30 @@ class ControlPlane:
                 if life.pending is not None:
                     life.image, life.environment, life.variant_name = life.pending
                     life.pending = None
-                reason = self._failure_for(name, life.variant_name)
+                reason = life.failure or self._failure_for(name, life.variant_name)
                 self._set_status(endpoint, "Failed" if reason else "InService", reason)
             elif status == "Deleting":
                 del backend.endpoints[name]
                 del self._state.lifecycles[key]
+
+    def _schedule_start(self, backend: Any, life: _Lifecycle, endpoint_config_name: str
+                        ) -> None:
+        """Set when ``life``'s create or update ends: after the endpoint delay, or -- when the
+        container cannot start on the host's driver (:mod:`common.local.drivers`) -- after its
+        start-up health check, with SageMaker's failure reason."""
+        from common.local.drivers import start_failure
+
+        config = backend.endpoint_configs.get(endpoint_config_name)
+        variants = config.production_variants if config is not None else []
+        image, _environment, variant_name = self._model_of_config(backend, endpoint_config_name)
+        failure = start_failure(
+            image, variants[0] if variants else {}, subject=f"variant {variant_name}",
+            health_check_s=(variants[0].get("ContainerStartupHealthCheckTimeoutInSeconds")
+                            if variants else None),
+            default_wait_s=self.endpoint_delay_s)
+        life.failure = failure.reason if failure else None
+        wait = max(self.endpoint_delay_s, failure.wait_s) if failure else self.endpoint_delay_s
+        life.due_at = self._clock() + wait
 
     def _model_of_config(self, backend: Any, endpoint_config_name: str
                          ) -> tuple[str | None, dict[str, str], str]:
@@ -630,9 +652,9 @@ class ControlPlane:
                     backend, endpoint_name, endpoint_config_name, tags)
                 image, environment, variant = plane._model_of_config(
                     backend, endpoint_config_name)
-                plane._state.lifecycles[plane._key(backend, endpoint_name)] = _Lifecycle(
-                    variant_name=variant, image=image, environment=environment,
-                    due_at=plane._clock() + plane.endpoint_delay_s)
+                life = _Lifecycle(variant_name=variant, image=image, environment=environment)
+                plane._schedule_start(backend, life, endpoint_config_name)
+                plane._state.lifecycles[plane._key(backend, endpoint_name)] = life
                 plane._set_status(endpoint, "Creating")
                 return endpoint
 
@@ -675,7 +697,7 @@ class ControlPlane:
                 life = plane._state.lifecycles.setdefault(
                     plane._key(backend, endpoint_name), _Lifecycle("AllTraffic", None, {}))
                 life.pending = plane._model_of_config(backend, endpoint_config_name)
-                life.due_at = plane._clock() + plane.endpoint_delay_s
+                plane._schedule_start(backend, life, endpoint_config_name)
                 endpoint.endpoint_config_name = endpoint_config_name
                 plane._set_status(endpoint, "Updating")
                 return endpoint

@@ -6,20 +6,28 @@ endpoint quotas of the stand-in's account -- one per instance type, named as Sag
 them (``"ml.g5.12xlarge for endpoint usage"``) -- and :func:`install` patches, for as long as
 the control plane runs (a control-plane extension: reversible patches):
 
-* ``ListServiceQuotas`` / ``GetServiceQuota`` (the account's applied values),
-  ``ListAWSDefaultServiceQuotas`` / ``GetAWSDefaultServiceQuota`` (AWS's defaults) and
+* ``ListServiceQuotas`` / ``GetServiceQuota`` (the account's applied values -- a quota with no
+  applied value is left out of the list and not found by code, as the service model's
+  documentation says: "If the applied quota value is not available for a quota, the quota is
+  not retrieved"), ``ListAWSDefaultServiceQuotas`` / ``GetAWSDefaultServiceQuota`` (AWS's
+  defaults, every quota) and
   ``RequestServiceQuotaIncrease`` (recorded, ``PENDING``; it changes nothing, as a real
   request changes nothing until AWS approves it) for service code ``sagemaker``;
-* SageMaker ``CreateEndpoint``: when the new endpoint's instances plus those of the endpoints
-  that exist already exceed the applied quota, it fails with ``ResourceLimitExceeded`` and the
-  text SageMaker gives (aws-samples/aws-genai-llm-chatbot#244,
-  awsdocs/amazon-sagemaker-developer-guide#70).
+* SageMaker ``CreateEndpoint``: when the new endpoint's instances plus those the account's
+  endpoints hold already (:func:`instances_in_use`: an inference-component endpoint holds the
+  instances it runs now, others their configured count) exceed the quota (the applied value,
+  else AWS's default), it fails with ``ResourceLimitExceeded`` and the text SageMaker gives
+  (aws-samples/aws-genai-llm-chatbot#244, awsdocs/amazon-sagemaker-developer-guide#70). The
+  same count stops managed instance scaling (:class:`QuotaBook.refusal`, called by the
+  component model before it starts an instance).
 
 Values: AWS's default for GPU endpoint instances is 0 in a new account (the issue this
 answers; the SageMaker quotas page lists most ``ml.g*``/``ml.p*`` endpoint quotas at 0), so
 :data:`AWS_DEFAULT_VALUE` is 0 for them. The stand-in's account has been granted
 :data:`APPLIED_VALUE` (100) of each, so that the recipes and test suites that keep many
-endpoints never meet it; ``--quota TYPE=N`` sets one (0 to see the failure).
+endpoints never meet it; ``--quota TYPE=N`` sets one (0 to see the failure) and
+``--quota TYPE=default`` leaves the type without an applied value (AWS's default applies, and
+``ListServiceQuotas`` omits it). The CPU types have only AWS's default.
 The quota codes are made up (a stable hash of the name, ``L-`` and 8 hex digits): real
 codes differ per quota and the recipes match quotas by name.
 """
@@ -38,6 +46,7 @@ __all__ = [
     "QuotaBook",
     "endpoint_quota_name",
     "install",
+    "instances_in_use",
     "parse_quota",
     "quota_code",
     "resource_limit_message",
@@ -73,20 +82,24 @@ def resource_limit_message(instance_type: str, limit: float, used: float,
             "support to request an increase for this quota.")
 
 
-def parse_quota(text: str) -> tuple[str, float]:
-    """Parse ``ml.g5.12xlarge=0`` into ``("ml.g5.12xlarge", 0.0)``.
+def parse_quota(text: str) -> tuple[str, float | None]:
+    """Parse ``ml.g5.12xlarge=0`` into ``("ml.g5.12xlarge", 0.0)``, and
+    ``ml.g5.12xlarge=default`` into ``("ml.g5.12xlarge", None)`` (no applied value).
 
     Raises:
-        ValueError: the text is not ``ml.TYPE=N`` with a number N >= 0.
+        ValueError: the text is not ``ml.TYPE=N`` (a number N >= 0) or ``ml.TYPE=default``.
     """
     name, sep, value = str(text).partition("=")
     name = name.strip()
+    if sep and name.startswith("ml.") and value.strip() == "default":
+        return name, None
     try:
         number = float(value)
     except ValueError:
         number = -1.0
     if not sep or not name.startswith("ml.") or number < 0:
-        raise ValueError(f"expected INSTANCE_TYPE=N (e.g. ml.g5.12xlarge=0), got {text!r}")
+        raise ValueError(f"expected INSTANCE_TYPE=N or INSTANCE_TYPE=default (e.g. "
+                         f"ml.g5.12xlarge=0), got {text!r}")
     return name, number
 
 
@@ -94,44 +107,64 @@ class QuotaBook:
     """The stand-in account's SageMaker endpoint quotas (thread-safe).
 
     Args:
-        instance_types: the instance types that get a quota.
-        overrides: ``{instance_type: applied value}``; a type not in ``instance_types`` is
-            added.
+        instance_types: the instance types that get a quota (an applied value of
+            :data:`APPLIED_VALUE`).
+        overrides: ``{instance_type: applied value, or None for none}``; a type not in
+            ``instance_types`` is added.
         region: the region in the quota ARNs.
         account_id: the account in the quota ARNs.
     """
 
-    def __init__(self, instance_types: Iterable[str], overrides: Mapping[str, float] = (),
-                 *, region: str = "us-east-1", account_id: str = "123456789012") -> None:
+    def __init__(self, instance_types: Iterable[str],
+                 overrides: Mapping[str, float | None] = (), *, region: str = "us-east-1",
+                 account_id: str = "123456789012") -> None:
         self.region = region
         self.account_id = account_id
         self._lock = threading.Lock()
-        self._applied: dict[str, float] = {}
+        self._applied: dict[str, float | None] = {}
         self._default: dict[str, float] = {}
         for name in sorted({*instance_types, *_CPU_DEFAULTS}):
             self._default[name] = _CPU_DEFAULTS.get(name, AWS_DEFAULT_VALUE)
-            self._applied[name] = max(self._default[name], APPLIED_VALUE)
+            self._applied[name] = None if name in _CPU_DEFAULTS else APPLIED_VALUE
         for name, value in dict(overrides).items():
             self.set(name, value)
         self.readable = True
         self.increase_requests: list[dict[str, Any]] = []
 
-    def set(self, instance_type: str, value: float) -> None:
-        """Set the applied endpoint quota of ``instance_type``."""
+    def set(self, instance_type: str, value: float | None) -> None:
+        """Set the applied endpoint quota of ``instance_type`` (``None``: no applied value,
+        so AWS's default applies)."""
         with self._lock:
             self._default.setdefault(instance_type, AWS_DEFAULT_VALUE)
-            self._applied[instance_type] = float(value)
+            self._applied[instance_type] = None if value is None else float(value)
 
     def applied(self, instance_type: str) -> float | None:
         """The applied quota of ``instance_type``, or ``None`` when it has none."""
         with self._lock:
             return self._applied.get(instance_type)
 
+    def limit(self, instance_type: str) -> float | None:
+        """The quota in force: the applied value, else AWS's default; ``None`` for a type
+        without a quota."""
+        with self._lock:
+            applied = self._applied.get(instance_type)
+            return applied if applied is not None else self._default.get(instance_type)
+
+    def refusal(self, instance_type: str, used: float, delta: float) -> str | None:
+        """SageMaker's ``ResourceLimitExceeded`` text when ``used + delta`` instances of
+        ``instance_type`` pass the quota in force, else ``None``."""
+        limit = self.limit(instance_type)
+        if limit is None or used + delta <= limit:
+            return None
+        return resource_limit_message(instance_type, limit, used, delta)
+
     def quotas(self, *, default: bool = False) -> list[dict[str, Any]]:
-        """Every quota as a Service Quotas ``ServiceQuota`` structure."""
+        """Every quota as a Service Quotas ``ServiceQuota`` structure: AWS's defaults, or the
+        applied values (quotas without one left out)."""
         with self._lock:
             values = dict(self._default if default else self._applied)
-        return [self._quota(name, value) for name, value in values.items()]
+        return [self._quota(name, value) for name, value in values.items()
+                if value is not None]
 
     def _quota(self, instance_type: str, value: float) -> dict[str, Any]:
         name = endpoint_quota_name(instance_type)
@@ -151,6 +184,28 @@ class QuotaBook:
 # --------------------------------------------------------------------------- moto patches
 
 
+def instances_in_use(backend: Any, instance_type: str, *,
+                     fleet_size: Callable[[str, str, str], int | None] | None = None,
+                     exclude: str | None = None) -> float:
+    """Return the instances of ``instance_type`` the endpoints of a SageMaker backend hold.
+
+    Every endpoint but a ``Failed`` one (and ``exclude``) counts: an endpoint for inference
+    components with the instances it runs or starts now (``fleet_size(account, region,
+    endpoint)``), any other with its configuration's instance counts.
+    """
+    used = 0.0
+    for name, endpoint in backend.endpoints.items():
+        if name == exclude or endpoint.endpoint_status == "Failed":
+            continue
+        size = fleet_size(backend.account_id, backend.region_name, name) if fleet_size else None
+        counts = _endpoint_instances(backend, endpoint.endpoint_config_name)
+        if size is not None:
+            used += size if instance_type in counts else 0
+        else:
+            used += counts.get(instance_type, 0)
+    return used
+
+
 def _endpoint_instances(backend: Any, config_name: str) -> dict[str, float]:
     config = backend.endpoint_configs.get(config_name)
     counts: dict[str, float] = {}
@@ -162,7 +217,8 @@ def _endpoint_instances(backend: Any, config_name: str) -> dict[str, float]:
     return counts
 
 
-def install(patch: Callable[[object, str, object], None], book: QuotaBook) -> None:
+def install(patch: Callable[[object, str, object], None], book: QuotaBook, *,
+            fleet_size: Callable[[str, str, str], int | None] | None = None) -> None:
     """Patch moto's Service Quotas and SageMaker ``CreateEndpoint`` with ``book``.
 
     A control-plane extension: ``ControlPlane(extensions=[lambda plane, patch:
@@ -173,6 +229,9 @@ def install(patch: Callable[[object, str, object], None], book: QuotaBook) -> No
         patch: the control plane's reversible patch function (``patch(owner, name, value)``,
             undone when the control plane stops).
         book: the quotas.
+        fleet_size: ``fleet_size(account, region, endpoint)`` -> the instances an endpoint for
+            inference components runs now, ``None`` for other endpoints (the component model's
+            :meth:`~common.local.components.ComponentManager.fleet_size`).
     """
     from moto.core.exceptions import JsonRESTError
     from moto.sagemaker import models
@@ -256,16 +315,11 @@ def install(patch: Callable[[object, str, object], None], book: QuotaBook) -> No
                                      endpoint_config_name: str, tags: Any) -> Any:
         wanted = _endpoint_instances(backend, endpoint_config_name)
         for instance_type, delta in wanted.items():
-            limit = book.applied(instance_type)
-            if limit is None:
-                continue
-            used = sum(
-                _endpoint_instances(backend, endpoint.endpoint_config_name).get(instance_type, 0)
-                for name, endpoint in backend.endpoints.items()
-                if name != endpoint_name and endpoint.endpoint_status not in ("Failed",))
-            if used + delta > limit:
-                raise ResourceLimitExceeded(
-                    resource_limit_message(instance_type, limit, used, delta))
+            used = instances_in_use(backend, instance_type, fleet_size=fleet_size,
+                                    exclude=endpoint_name)
+            refusal = book.refusal(instance_type, used, delta)
+            if refusal:
+                raise ResourceLimitExceeded(refusal)
         return create_endpoint(backend, endpoint_name, endpoint_config_name, tags)
 
     patch(backend_cls, "create_endpoint", create_endpoint_within_quota)

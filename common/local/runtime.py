@@ -57,7 +57,19 @@ one fault or several joined with ``+``::
 
 ``InvokeEndpoint`` has no event stream: there ``model-stream-error`` and
 ``internal-stream-failure`` do nothing, ``drop`` closes the connection before any response,
-``stall`` never answers, ``container-error`` is the container's error status (ModelError).
+``stall`` never answers (so the invocation times out, below), ``container-error`` is the
+container's error status (ModelError).
+
+Time limit: SageMaker gives a container 60 seconds to answer ``InvokeEndpoint`` (botocore's
+``sagemaker-runtime`` documentation: "A customer's model containers must respond to requests
+within 60 seconds"); past it the
+caller gets ``ModelError`` (HTTP 424) with ``OriginalStatusCode`` 0 and "Your invocation timed
+out while waiting for a response from container primary" (the text quoted in
+aws/amazon-sagemaker-examples#799, aws-samples/host-yolov8-on-sagemaker-endpoint#21 and
+RamVegiraju/SageMaker-Deployment#3). The server does the same after
+:attr:`RuntimeServer.invoke_timeout_s` real seconds (60 by default) from the request's arrival
+(a queue for an inference component's copy included); the streaming route has no such limit
+(SageMaker's streaming time limit is not published).
 An invalid spec is answered with a 400 ``ValidationError`` that quotes this grammar.
 """
 
@@ -94,6 +106,8 @@ __all__ = [
     "CUSTOM_ATTRIBUTES_MAX",
     "DEFAULT_ACCOUNT_ID",
     "FAULT_GRAMMAR",
+    "INVOKE_TIMEOUT_MESSAGE",
+    "INVOKE_TIMEOUT_S",
     "MAX_BODY_BYTES",
     "EndpointInfo",
     "Fault",
@@ -104,6 +118,13 @@ __all__ = [
 ]
 
 DEFAULT_ACCOUNT_ID = "123456789012"
+INVOKE_TIMEOUT_S = 60.0
+"""How long a container has to answer ``InvokeEndpoint`` (real seconds), as on SageMaker."""
+INVOKE_TIMEOUT_MESSAGE = (
+    "Your invocation timed out while waiting for a response from container primary. Review "
+    "the latency metrics for each container in Amazon CloudWatch, resolve the issue, and try "
+    "again."
+)
 MAX_BODY_BYTES = 6_291_456
 CUSTOM_ATTRIBUTES_MAX = 1024
 FAULT_KEY = "local-fault"
@@ -291,6 +312,10 @@ class _ConnectionGone(Exception):
     """The handler closed (or lost) the connection on purpose; nothing more can be sent."""
 
 
+class _InvocationTimedOut(Exception):
+    """An ``InvokeEndpoint`` passed :data:`INVOKE_TIMEOUT_S` before the container answered."""
+
+
 # --------------------------------------------------------------------------- the server
 
 
@@ -310,6 +335,8 @@ class RuntimeServer:
             component, ``None`` for a plain endpoint; raises
             :class:`~common.local.components.InvocationRejected` (the control plane's
             ``ComponentManager.admit``). ``None``: the header is ignored.
+        invoke_timeout_s: real seconds a container has to answer ``InvokeEndpoint`` before
+            the caller gets SageMaker's timeout ``ModelError`` (:data:`INVOKE_TIMEOUT_S`).
 
     Raises:
         ValueError: ``host`` is not a loopback address.
@@ -327,6 +354,7 @@ class RuntimeServer:
         account_id: str = DEFAULT_ACCOUNT_ID,
         region: str = "us-east-1",
         router: Callable[[str, str | None], Admission | None] | None = None,
+        invoke_timeout_s: float = INVOKE_TIMEOUT_S,
     ) -> None:
         if host.lower() == "localhost":
             host = "127.0.0.1"
@@ -343,6 +371,7 @@ class RuntimeServer:
         self.account_id = account_id
         self.region = region
         self.router = router
+        self.invoke_timeout_s = float(invoke_timeout_s)
         self._port = port
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -685,6 +714,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- invocations
     def _invoke(self, name: str, operation: str, request_id: str) -> None:
         owner = self.owner
+        self._deadline = (None if operation == "InvokeEndpointWithResponseStream"
+                          else time.monotonic() + owner.invoke_timeout_s)
         timing = owner._timing(request_id)
         entry = owner._record({
             "request_id": request_id, "time": time.time(), "operation": operation,
@@ -835,6 +866,10 @@ class _Handler(BaseHTTPRequestHandler):
                 ) -> Iterator[GeneratedToken]:
         delay = sum(f.seconds or 0.0 for f in faults if f.kind == "slow-first-token")
         if delay:
+            deadline = getattr(self, "_deadline", None)
+            if deadline is not None and time.monotonic() + delay > deadline:
+                self.owner._stopping.wait(max(0.0, deadline - time.monotonic()))
+                raise _InvocationTimedOut
             self.owner._stopping.wait(delay)
         tokens = self.owner.backend.generate(parsed.generation)
         admission = getattr(self, "_admission", None)
@@ -851,10 +886,13 @@ class _Handler(BaseHTTPRequestHandler):
             return in_stream[0]
         generator = self._tokens(parsed, faults)
         finished = False
+        deadline = getattr(self, "_deadline", None)
         try:
             for token in generator:
                 if self.owner._stopping.is_set():
                     raise _ConnectionGone("the server is stopping")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _InvocationTimedOut
                 if _client_left(self):
                     # As TGI and DJL Serving do for a direct client: a closed connection
                     # cancels the request, and no further token is generated for it.
@@ -869,7 +907,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return in_stream[session.count]
                 if finished:
                     break
-        except (_ConnectionGone, ConnectionError, containers.ContainerRejected):
+        except (_ConnectionGone, ConnectionError, containers.ContainerRejected,
+                _InvocationTimedOut):
             raise
         except Exception as exc:  # the backend failed: the container reports it
             self.owner._update(entry, backend_error="".join(
@@ -941,8 +980,21 @@ class _Handler(BaseHTTPRequestHandler):
                entry: dict[str, Any], timing: dict[str, Any]) -> None:
         owner = self.owner
         document = bytearray()
-        fault = self._generate(parsed, session, faults, entry,
-                               lambda data, index: document.extend(data))
+        try:
+            fault = self._generate(parsed, session, faults, entry,
+                                   lambda data, index: document.extend(data))
+            if fault is not None and fault.kind == "stall":  # no answer: the timeout ends it
+                _wait_for_client_to_leave(self, self._deadline)
+                if time.monotonic() < self._deadline:  # the client gave up first
+                    owner._update(entry, outcome="stalled")
+                    _hang_up(self)
+                    raise _ConnectionGone("stall fault")
+                raise _InvocationTimedOut
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                raise _InvocationTimedOut
+        except _InvocationTimedOut:
+            owner._update(entry, outcome=f"timed out after {owner.invoke_timeout_s:g} s")
+            raise self._model_error(info.name, 0, INVOKE_TIMEOUT_MESSAGE.encode()) from None
         if fault is not None and fault.kind == "container-error":
             # A streaming body carries the error event; otherwise the container answers with
             # an error status (session.error raises ContainerRejected).
@@ -951,11 +1003,6 @@ class _Handler(BaseHTTPRequestHandler):
             owner._update(entry, outcome="dropped")
             _hang_up(self)
             raise _ConnectionGone("drop fault")
-        if fault is not None and fault.kind == "stall":
-            owner._update(entry, outcome="stalled")
-            _wait_for_client_to_leave(self)
-            _hang_up(self)
-            raise _ConnectionGone("stall fault")
         owner._update(entry, status=200, outcome=f"completed ({session.finish_reason})")
         owner._mark(timing, "headers_ns")
         owner._mark(timing, "done_ns")
@@ -1007,9 +1054,10 @@ def _client_left(handler: _Handler) -> bool:
         return True
 
 
-def _wait_for_client_to_leave(handler: _Handler) -> None:
-    """Block until the client closes the connection, the server stops, or 120 s pass."""
-    deadline = time.monotonic() + STALL_LIMIT_S
+def _wait_for_client_to_leave(handler: _Handler, deadline: float | None = None) -> None:
+    """Block until the client closes the connection, the server stops, or ``deadline``
+    (``time.monotonic``; default: 120 s from now) passes."""
+    deadline = time.monotonic() + STALL_LIMIT_S if deadline is None else deadline
     connection = handler.connection
     while time.monotonic() < deadline and not handler.owner._stopping.is_set():
         readable, _, _ = select.select([connection], [], [], 0.1)

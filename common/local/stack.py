@@ -123,7 +123,8 @@ class LocalStack:
         hf_repos: the model repositories written into the offline HF cache.
         hf_allow_patterns: write only the matching files into the cache (None: all of them).
         quotas: ``{instance_type: N}``: the account's endpoint quota for these instance types
-            (every other type has :data:`common.local.quotas.APPLIED_VALUE`).
+            (every other GPU type has :data:`common.local.quotas.APPLIED_VALUE`); ``None``
+            for N leaves the type without an applied value (AWS's default, 0, applies).
         gated_denied: model ids whose gated repository refuses every token, as the Hub
             refuses a token whose account has not accepted the licence.
         time_scale: simulated seconds per real second for every simulated delay (endpoint
@@ -138,6 +139,8 @@ class LocalStack:
         timings: the scaling model's simulated durations (``common.local.components.Timings``:
             instance provisioning, copy start-up, idle release, component deletion).
         fail_components: inference-component names or patterns that go ``Failed``.
+        invoke_timeout_s: real seconds a container has to answer ``InvokeEndpoint`` (60, as
+            on SageMaker; ``common.local.runtime.INVOKE_TIMEOUT_S``).
 
     Everything binds 127.0.0.1. Use it as a context manager, or call :meth:`start` and
     :meth:`stop`.
@@ -157,7 +160,7 @@ class LocalStack:
         region: str = DEFAULT_REGION,
         hf_repos: Sequence[str] = VARIANT_REPOS,
         hf_allow_patterns: Sequence[str] | None = None,
-        quotas: Mapping[str, float] | None = None,
+        quotas: Mapping[str, float | None] | None = None,
         gated_denied: Iterable[str] = (),
         time_scale: float = 1.0,
         clock: Clock | None = None,
@@ -166,8 +169,10 @@ class LocalStack:
         copy_tokens_per_s: float | None = None,
         timings: Timings | None = None,
         fail_components: Iterable[str] = (),
+        invoke_timeout_s: float | None = None,
     ) -> None:
         self.backend_name = backend
+        self.invoke_timeout_s = invoke_timeout_s
         self.clock: Clock = clock if clock is not None else ScaledClock(time_scale)
         self.time_scale = self.clock.time_scale
         self.copy_concurrency = copy_concurrency
@@ -241,15 +246,16 @@ class LocalStack:
         from common.local.autoscaling import ScalingSimulator
         from common.local.controlplane import DEFAULT_ACCOUNT_ID, EXTRA_INSTANCE_TYPES
         from common.local.hubapi import HubApiServer
+        from common.local.iam_simulator import install as install_iam_simulator
         from common.local.quotas import QuotaBook
         from common.local.quotas import install as install_quotas
 
-        self.scaling = ScalingSimulator(
-            self.clock, timings=self.timings, copy_concurrency=self.copy_concurrency,
-            copy_pace=self.copy_pace, fail_components=self._fail_components)
         self.quotas = QuotaBook(EXTRA_INSTANCE_TYPES, self.quota_overrides,
                                 region=self.region, account_id=DEFAULT_ACCOUNT_ID)
         quotas = self.quotas
+        self.scaling = scaling = ScalingSimulator(
+            self.clock, timings=self.timings, copy_concurrency=self.copy_concurrency,
+            copy_pace=self.copy_pace, fail_components=self._fail_components, quotas=quotas)
         self.control_plane = ControlPlane(
             self.workdir, endpoint_delay_s=self.endpoint_delay_s,
             delete_delay_s=self._delete_delay_s(),
@@ -257,16 +263,20 @@ class LocalStack:
             clock=self.clock, extensions=[
                 self.scaling.install,
                 # Listed after the scaling model, so the quota is checked first.
-                lambda plane, patch: install_quotas(patch, quotas),
+                lambda plane, patch: install_quotas(patch, quotas,
+                                                    fleet_size=scaling.fleet_size),
+                install_iam_simulator,
             ])
         self.control_plane.start()
         self.hub_api = HubApiServer(hf_home / "hub", gated_denied=self.gated_denied).start()
 
-        from common.local.runtime import RuntimeServer
+        from common.local.runtime import INVOKE_TIMEOUT_S, RuntimeServer
 
-        self.runtime = RuntimeServer(self.control_plane.lookup, backend=self.backend,
-                                     host="127.0.0.1", port=self._runtime_port,
-                                     router=self.scaling.route)
+        self.runtime = RuntimeServer(
+            self.control_plane.lookup, backend=self.backend, host="127.0.0.1",
+            port=self._runtime_port, router=self.scaling.route,
+            invoke_timeout_s=(INVOKE_TIMEOUT_S if self.invoke_timeout_s is None
+                              else self.invoke_timeout_s))
         self.runtime.start()
         self.scaling.start()
 
