@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,16 @@ class CheckResult:
     fix: str = ""
 
 
+_TEXT_WIDTH = 110
+"""Where the plain-text table wraps a detail or a fix (Jupyter shows the HTML table whole)."""
+
+
+def _wrapped(text: str, first: str, indent: str) -> list[str]:
+    """``first + text`` wrapped at spaces to :data:`_TEXT_WIDTH`, later lines after ``indent``."""
+    return textwrap.wrap(text, _TEXT_WIDTH, initial_indent=first, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False) or [first.rstrip()]
+
+
 @dataclass(frozen=True)
 class PreflightReport:
     """Every check's result, shown as a table (HTML in Jupyter, text elsewhere)."""
@@ -124,11 +135,12 @@ class PreflightReport:
 
     def __str__(self) -> str:
         width = max(len(r.check) for r in self.results)
+        indent = " " * (width + 15)
         lines = []
         for r in self.results:
-            lines.append(f"{r.check:<{width}}  {r.status.upper():<11}  {r.detail}")
+            lines += _wrapped(r.detail, f"{r.check:<{width}}  {r.status.upper():<11}  ", indent)
             if r.fix:
-                lines.append(f"{'':<{width}}  {'':<11}  Fix: {r.fix}")
+                lines += _wrapped(r.fix, f"{indent}Fix: ", indent + "     ")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
