@@ -54,7 +54,7 @@ from common.errors import (
     ThrottledError,
 )
 from common.metrics import MeasuredStream, StreamMetrics, measure, percentile
-from common.model_facts import ModelFacts, read_model_facts
+from common.model_facts import ModelFacts, prompt_builder_for, read_model_facts
 from common.preflight import CheckResult, PreflightReport, preflight
 from common.presets import (
     INSTANCE_TYPES,
@@ -75,7 +75,6 @@ from common.prompts import (
     build_llama3_prompt,
     build_prompt,
     parse_llama2_prompt,
-    prompt_builder_for,
 )
 from common.scaling import (
     BackgroundLoad,
