@@ -51,9 +51,9 @@ def hub(tmp_path, user_cache):
     own = tmp_path / "stand-in"
     own.mkdir()
     server = HubApiServer(own, extra_caches=[user_cache]).start()
-    served_model.use_hub(server.snapshot)
+    previous = served_model.use_hub(server.snapshot)
     yield server
-    served_model.use_hub(None)
+    served_model.use_hub(previous)  # a session's stand-in keeps its own hub
     server.stop()
 
 
@@ -126,7 +126,7 @@ def test_the_last_user_message_is_read_in_the_catalogue_layouts(repo):
 
 
 def test_an_lmi_endpoint_reads_the_template_from_the_files_copied_to_s3():
-    served_model.use_hub(None)
+    previous = served_model.use_hub(None)
     objects = {("b", "ft/code/model.tar.gz"): serving_properties_tarball("option.model_id=s3://b/ft/model/\n")}
     for name, data in repository_files(fine_tune_documents(), weights=False).items():
         objects[("b", f"ft/model/{name}")] = data
@@ -147,7 +147,7 @@ def test_an_lmi_endpoint_reads_the_template_from_the_files_copied_to_s3():
     assert served_model.served_model_id("s3://b/ft2/code/model.tar.gz",
                                         lambda b, k: objects.get((b, k))) == "s3://b/ft2/model/"
     assert served_model.lookup("s3://b/ft2/model/").end_token == "<|im_end|>"
-    served_model.use_hub(None)
+    served_model.use_hub(previous)
 
 
 def test_the_flag_is_in_the_help():

@@ -152,12 +152,13 @@ class _Registry:
         self._hub: SnapshotFolder | None = None
         self._hub_cache: dict[tuple[str, str], ServedModel | None] = {}
 
-    def use_hub(self, snapshot: SnapshotFolder | None) -> None:
+    def use_hub(self, snapshot: SnapshotFolder | None) -> SnapshotFolder | None:
         with self._lock:
-            self._hub = snapshot
+            previous, self._hub = self._hub, snapshot
             self._hub_cache.clear()
             self._s3.clear()
             self._s3_keys.clear()
+        return previous
 
     def remember_s3(self, key: tuple[str, str],
                     read: Callable[[], tuple[str, ServedModel | None]]) -> str:
@@ -201,11 +202,12 @@ def _read_path(path: Path) -> bytes | None:
 _REGISTRY = _Registry()
 
 
-def use_hub(snapshot: SnapshotFolder | None) -> None:
+def use_hub(snapshot: SnapshotFolder | None) -> SnapshotFolder | None:
     """Read TGI's (and LMI's hub-id) models from this hub: ``snapshot(repo_type, repo_id,
     revision) -> folder | None`` (``HubApiServer.snapshot``); ``None`` forgets it (the
-    catalogue's files are used then). Clears what was remembered."""
-    _REGISTRY.use_hub(snapshot)
+    catalogue's files are used then). Clears what was remembered; returns the hub used
+    before (to put it back)."""
+    return _REGISTRY.use_hub(snapshot)
 
 
 def lookup(model_id: str | None) -> ServedModel | None:
