@@ -37,6 +37,7 @@ __all__ = [
     "StreamError",
     "StreamTimeoutError",
     "ThrottledError",
+    "UnsupportedModelError",
     "invocation_error_from_client_error",
     "stream_error_from_botocore",
     "stream_error_from_container",
@@ -319,6 +320,24 @@ class PayloadError(RecipeError, ValueError):
 
 class PresetError(RecipeError, ValueError):
     """A deployment preset is inconsistent (GPUs, memory, token budgets)."""
+
+
+class UnsupportedModelError(PresetError):
+    """The pinned container version does not serve the model's architecture.
+
+    Attributes:
+        container: ``"tgi"`` or ``"lmi"``.
+        model_type / architecture: what ``config.json`` says (what the container looks up).
+        served_by: the container versions that do serve it, in words (may be empty).
+    """
+
+    def __init__(self, message: str, *, container: str, model_type: str | None,
+                 architecture: str | None, served_by: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.container = container
+        self.model_type = model_type
+        self.architecture = architecture
+        self.served_by = served_by
 
 
 class ModelFactsError(RecipeError, ValueError):

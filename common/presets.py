@@ -48,6 +48,7 @@ __all__ = [
     "InstanceType",
     "Preset",
     "ScalingSettings",
+    "active_size_from_model_id",
     "custom_preset",
     "get_preset",
     "image_uri",
@@ -115,6 +116,9 @@ _GROUPS = {"serving.properties:": "serving.properties", "env": "Environment vari
 _GIB = 1024**3
 _SECRET_NAME = re.compile(r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|KEY|KEY_ID)$", re.IGNORECASE)
 _SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)[bB](?![a-zA-Z])")
+# A mixture of experts' id names the ACTIVE parameters and the experts: "17B-16E" (Llama 4
+# Scout holds about 109B parameters in all, of which 17B are used per token).
+_ACTIVE_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)[bB]-(\d+)[eE](?![a-zA-Z])")
 
 
 # --------------------------------------------------------------------------- instances
@@ -287,6 +291,10 @@ class Preset:
             after the weights holds one full request.
         max_position_embeddings: the model's context length, when known:
             ``max_total_tokens`` may not exceed it.
+        revision: the model's branch, tag or commit on the Hub (``None``: the default branch).
+            TGI downloads it (``HF_MODEL_REVISION``); LMI too when it loads from the Hub
+            (``option.revision`` in ``serving.properties``); the LMI recipes' weight copy
+            copies it.
     """
 
     model_id: str
@@ -310,6 +318,7 @@ class Preset:
     num_kv_heads: int | None = None
     kv_bytes_per_token: int | None = None
     max_position_embeddings: int | None = None
+    revision: str | None = None
 
     # ----------------------------------------------------------------- derived values
 
@@ -467,6 +476,14 @@ class Preset:
         if not isinstance(self.params_billion, (int, float)) or self.params_billion <= 0:
             return [f"params_billion={self.params_billion!r}: give the model's parameter "
                     "count in billions (e.g. 6.74 for Llama 2 7B)."]
+        active = active_size_from_model_id(self.model_id)
+        if active is not None:  # the id names the active parameters: the total is more
+            if self.params_billion < 0.75 * active:
+                return [f"params_billion={self.params_billion:g}, but the model id "
+                        f"{self.model_id!r} says {active:g}B parameters are active per token, "
+                        "and a mixture of experts holds more than that in all: set "
+                        "params_billion to the total (the safetensors index's total_size / 2)."]
+            return []
         named = size_from_model_id(self.model_id)
         if named is not None and abs(named - self.params_billion) > 0.25 * named:
             return [f"params_billion={self.params_billion:g}, but the model id "
@@ -549,6 +566,8 @@ class Preset:
         }
         if self.max_batch_total_tokens is not None:
             env["MAX_BATCH_TOTAL_TOKENS"] = str(self.max_batch_total_tokens)
+        if self.revision:
+            env["HF_MODEL_REVISION"] = self.revision
         env.update({str(k): str(v) for k, v in self.environment.items()})
         return env
 
@@ -556,7 +575,8 @@ class Preset:
         """Return the TGI container's environment variables.
 
         ``HF_MODEL_ID``, ``SM_NUM_GPUS``, ``MAX_INPUT_TOKENS``, ``MAX_TOTAL_TOKENS``,
-        ``MAX_BATCH_PREFILL_TOKENS``, ``MAX_BATCH_TOTAL_TOKENS`` (only when set), then
+        ``MAX_BATCH_PREFILL_TOKENS``, ``MAX_BATCH_TOTAL_TOKENS`` and ``HF_MODEL_REVISION``
+        (each only when set), then
         :attr:`environment`, then ``HF_TOKEN`` when ``hf_token`` is given. (Never the
         deprecated ``MAX_INPUT_LENGTH``; ``MESSAGES_API_ENABLED`` is gone since TGI 2.4.)
 
@@ -574,9 +594,13 @@ class Preset:
         return env
 
     def _lmi_settings(self, model_uri: str) -> dict[str, str]:
+        # The revision is a Hub setting: S3 holds the files of one revision already.
+        revision = ({"option.revision": self.revision}
+                    if self.revision and not model_uri.startswith("s3://") else {})
         return {
             "engine": "Python",
             "option.model_id": model_uri,
+            **revision,
             "option.tensor_parallel_degree": str(self.num_gpus),
             "option.dtype": self.dtype,
             "option.max_model_len": str(self.max_total_tokens),
@@ -598,7 +622,10 @@ class Preset:
         ``option.tensor_parallel_degree`` is the instance's GPU count (the docs say the default
         is 1, the code uses every GPU: explicit is safer); ``option.max_model_len``,
         ``option.max_rolling_batch_size`` and ``option.max_rolling_batch_prefill_tokens`` are
-        vLLM's ``max_model_len``, ``max_num_seqs`` and ``max_num_batched_tokens``.
+        vLLM's ``max_model_len``, ``max_num_seqs`` and ``max_num_batched_tokens``. A hub id
+        with a :attr:`revision` adds ``option.revision`` (LMI's ``HF_REVISION``, djl-serving
+        0.36.0 ``lmi/user_guides/starting-guide.md``); an S3 prefix holds one revision's files
+        already.
 
         Args:
             model_uri: where the container loads the weights from: an ``s3://`` prefix with
@@ -654,7 +681,7 @@ class Preset:
         label = {"tgi": "Hugging Face TGI", "lmi": "AWS LMI (DJL Serving)"}.get(
             self.container, self.container)
         rows = [
-            ("Model", self.model_id),
+            ("Model", self.model_id + (f" (revision {self.revision})" if self.revision else "")),
             ("Parameters", f"{self.params_billion:g} B (fp16 weights: {self.weights_gib:.1f} GiB)"),
             ("Container", f"{label} {self.container_version}"),
             ("Instance type", self.instance_type),
@@ -727,9 +754,20 @@ class Preset:
 
 
 def size_from_model_id(model_id: str) -> float | None:
-    """Return the size a model id names (``Llama-2-13b-chat-hf`` -> 13.0), else ``None``."""
+    """Return the total size a model id names (``Llama-2-13b-chat-hf`` -> 13.0), else
+    ``None`` -- also for a mixture of experts' id, which names the active parameters
+    (``Llama-4-Scout-17B-16E``: see :func:`active_size_from_model_id`)."""
     name = str(model_id).rsplit("/", 1)[-1]
+    if _ACTIVE_SIZE_IN_NAME.search(name):
+        return None
     match = _SIZE_IN_NAME.search(name)
+    return float(match.group(1)) if match else None
+
+
+def active_size_from_model_id(model_id: str) -> float | None:
+    """Return the active parameters (billions) a mixture of experts' id names
+    (``Llama-4-Scout-17B-16E-Instruct`` -> 17.0), else ``None``."""
+    match = _ACTIVE_SIZE_IN_NAME.search(str(model_id).rsplit("/", 1)[-1])
     return float(match.group(1)) if match else None
 
 

@@ -20,15 +20,17 @@ Contents that contain Meta's control tags (``[INST]``, ``[/INST]``, ``<<SYS>>``,
 builders unless the caller passes ``allow_unsafe=True``.
 
 Any other model: :func:`build_prompt` renders the model's own Hugging Face chat template
-(``chat_template`` of its ``tokenizer_config.json``) exactly as transformers'
-``apply_chat_template(..., tokenize=False)`` does -- jinja2's ``ImmutableSandboxedEnvironment``
-with ``trim_blocks``, ``lstrip_blocks``, the ``loopcontrols`` extension, the ``raise_exception``
-and ``strftime_now`` globals and transformers' ``tojson`` filter -- and then leaves out the
-leading BOS text, which TGI and vLLM add themselves. :func:`prompt_builder_for` reads the
-template, the special tokens and the end tokens from the Hub (:mod:`common.model_facts`).
+(``chat_template.jinja``, or the ``chat_template`` of its ``tokenizer_config.json``) exactly as
+transformers' ``apply_chat_template(..., tokenize=False)`` does -- jinja2's
+``ImmutableSandboxedEnvironment`` with ``trim_blocks``, ``lstrip_blocks``, the ``loopcontrols``
+extension, the ``raise_exception`` and ``strftime_now`` globals and transformers' ``tojson``
+filter -- and then leaves out the leading BOS text, which TGI and vLLM add themselves.
+``common.prompt_builder_for`` reads a Hub model's template, special tokens and end tokens into
+a :class:`PromptBuilder`; it lives in :mod:`common.model_facts`, next to the facts it reads, so
+this module needs none of them.
 
-This module imports only the standard library and :mod:`common.errors` at import time;
-jinja2 (and, for :func:`prompt_builder_for`, huggingface_hub) are imported when used.
+This module imports only the standard library and :mod:`common.errors` (jinja2 when a
+template is rendered), so it can be copied into another project on its own.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ __all__ = [
     "build_llama3_prompt",
     "build_prompt",
     "parse_llama2_prompt",
-    "prompt_builder_for",
 ]
 
 B_INST, E_INST = "[INST]", "[/INST]"
@@ -481,21 +482,3 @@ class PromptBuilder:
                             eos_token=self.eos_token,
                             add_generation_prompt=add_generation_prompt,
                             strip_bos=self.adds_bos, **dict(self.template_kwargs))
-
-
-def prompt_builder_for(model_id: str, *, token: str | None = None,
-                       revision: str | None = None) -> PromptBuilder:
-    """Return the :class:`PromptBuilder` of a Hub model, read from its tokenizer files.
-
-    Reads ``tokenizer_config.json`` and ``generation_config.json`` (and ``config.json``) with
-    ``huggingface_hub`` (see :func:`common.model_facts.read_model_facts`), using ``token`` or
-    ``HF_TOKEN`` for gated repositories.
-
-    Raises:
-        common.errors.ModelFactsError: a file cannot be read (offline and not cached, no
-            token, licence not accepted, unknown id), or the model has no chat template;
-            the message says which file, why, and what to do.
-    """
-    from common.model_facts import read_model_facts
-
-    return read_model_facts(model_id, token=token, revision=revision).prompt_builder()

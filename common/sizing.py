@@ -14,6 +14,12 @@ whose GPU count divides the attention and KV heads, and whose KV cache holds
 
 So Llama 3.1 8B (131,072 positions, 128 KiB per token) on one 24 GiB A10G gets about 11,000
 tokens per request, not 131,072.
+
+A mixture of experts (Llama 4 Scout, Maverick) needs every expert on the GPUs -- the weights
+are the safetensors index's total (Scout: about 109B parameters, though its id names the 17B
+active per token) -- while its KV cache follows the language model's layers and KV heads
+(``text_config``), as for a dense model. A multimodal model's vision tower counts in the
+weights too; the recipes serve it for text chat.
 """
 
 from __future__ import annotations
@@ -87,9 +93,16 @@ class Sizing:
         cap = ("the model's max_position_embeddings"
                if p.max_total_tokens == f.max_position_embeddings
                else f"what the KV cache holds for {FULL_REQUESTS} full requests")
+        size = f"{f.params_billion:.2f} B parameters"
+        if f.is_moe:
+            size += (f" in all, {f.active_params_billion:.2f} B active per token: "
+                     f"{f.num_experts} experts per MoE layer, {f.experts_per_token} per token, "
+                     "every expert on the GPUs")
+        if f.multimodal:
+            size += "; vision tower included, served for text chat"
         return "\n".join([
-            f"Model: {f.model_id} ({f.params_billion:.2f} B parameters, {f.dtype}; weights "
-            f"{p.weights_gib:.1f} GiB from {f.weights_source})",
+            f"Model: {f.model_id} ({size}; {f.dtype}; weights {p.weights_gib:.1f} GiB from "
+            f"{f.weights_source})",
             f"Instance: {i.name}, {i.gpus} x NVIDIA {i.gpu_model} "
             f"({i.gpu_memory_gib_per_gpu:g} GiB each) -- {how}; {i.gpus} GPU(s) divide "
             f"{f.num_attention_heads} attention and {f.num_kv_heads} KV heads",
@@ -138,6 +151,7 @@ def _preset(facts: ModelFacts, container: str, instance: InstanceType,
         num_kv_heads=facts.num_kv_heads,
         kv_bytes_per_token=facts.kv_bytes_per_token,
         max_position_embeddings=facts.max_position_embeddings,
+        revision=facts.revision,
     )
 
 

@@ -41,10 +41,12 @@ __all__ = [
 ]
 
 WEIGHT_PATTERNS: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*.safetensors", "*.bin",
-                                    "*.chk", "*.pth")
-"""What the LMI container needs: configuration, tokenizer and weights (the original recipe's
-allow-patterns). Where a repository has ``*.safetensors`` weights, the PyTorch ``*.bin`` /
-``*.pth`` / ``*.chk`` copies of the same weights are left out (vLLM loads safetensors)."""
+                                    "*.chk", "*.pth", "*.jinja")
+"""What the LMI container needs: configuration, tokenizer (with a chat template saved as
+``chat_template.jinja``, as transformers >= 4.47 does) and weights (the original recipe's
+allow-patterns, plus ``*.jinja``). Where a repository has ``*.safetensors`` weights, the
+PyTorch ``*.bin`` / ``*.pth`` / ``*.chk`` copies of the same weights are left out (vLLM
+loads safetensors)."""
 
 _PICKLE_WEIGHTS = ("*.bin", "*.pth", "*.chk")
 _MULTIPART_THRESHOLD = 64 * 1024 * 1024

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.errors import PayloadError
-from common.local.variants import (
+from common.prompts import PromptBuilder, build_llama2_prompt, build_llama3_prompt, build_prompt
+from common.variants import (
     CODELLAMA_70B_TEMPLATE,
     CODELLAMA_TEMPLATE,
     LLAMA2_TEMPLATE,
@@ -16,7 +17,6 @@ from common.local.variants import (
     LLAMA31_TEMPLATE,
     LLAMA32_TEMPLATE,
 )
-from common.prompts import PromptBuilder, build_llama2_prompt, build_llama3_prompt, build_prompt
 
 L2 = ("<s>", "</s>")
 L3 = ("<|begin_of_text|>", "<|eot_id|>")

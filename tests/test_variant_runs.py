@@ -1,4 +1,5 @@
-"""One generated pair per Llama family runs unmodified against the stand-in.
+"""One generated pair per Llama family runs unmodified against the stand-in -- and a pair for
+a model no list names, served from a user's own Hugging Face cache (``--hub-cache``).
 
 Each pair is written by ``python -m common.notebooks new --model-id ID --container C --out
 DIR`` with nothing else, under ``build/`` (two levels below the root, like the recipes), and
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from chat_reference import apply_chat_template
+from model_fixtures import CHATML_TEMPLATE, FINE_TUNE_ID, write_user_cache
 from test_notebook_runs import _execute  # the recipes' own headless runner
 
-from common.local.variants import VARIANTS
+from common.variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY_RUNS = [
@@ -26,8 +28,10 @@ FAMILY_RUNS = [
     ("meta-llama/Llama-3.1-8B-Instruct", "tgi"),
     ("meta-llama/Llama-3.2-1B-Instruct", "lmi"),
     ("meta-llama/Llama-3.3-70B-Instruct", "tgi"),
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "lmi"),
 ]
-END_TEXTS = ("</s>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<step>")
+END_TEXTS = ("</s>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<step>", "<|eot|>",
+             "<|eom|>", "<|im_end|>")
 
 
 def _stdout(cell) -> str:
@@ -43,11 +47,10 @@ def _reference_prompt(repo: str, messages: list[dict[str, str]]) -> str:
     return text[len(bos):]
 
 
-@pytest.mark.parametrize(("repo", "container"), FAMILY_RUNS,
-                         ids=[f"{r.rsplit('/', 1)[-1]}-{c}" for r, c in FAMILY_RUNS])
-def test_a_generated_pair_runs_against_the_stand_in(local_stack, repo, container):
-    out = ROOT / "build" / f"variant-{repo.rsplit('/', 1)[-1].lower()}-{container}"
-    # As a user runs it: a fresh process with the stand-in's exports (HF_HUB_OFFLINE=1 ...).
+def _run_pair(local_stack, repo: str, container: str, out: Path):
+    """Write the pair with `new` in a fresh process (as a user runs it, with the stand-in's
+    exports), run deploy then inference; return both notebooks, the endpoint's streaming
+    requests and their bodies."""
     done = subprocess.run([sys.executable, "-m", "common.notebooks", "new", "--model-id", repo,
                            "--container", container, "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120,
@@ -64,28 +67,72 @@ def test_a_generated_pair_runs_against_the_stand_in(local_stack, repo, container
     assert "KV cache per token: 2 x" in printed and "MAX_TOTAL_TOKENS" in printed
     endpoint = _stdout(next(c for c in deploy.cells if c.cell_type == "code"
                             and c.source.startswith("endpoint_name = "))).strip()
-
-    # The endpoint received exactly transformers' rendering of the conversation, minus BOS.
-    namespace: dict = {}
-    exec(next(c.source for c in inference.cells if c.cell_type == "code"
-              and c.source.startswith("SYSTEM_PROMPT = (")).split("\nbuild_prompt = ")[0],
-         namespace)
     requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint
                 and r["operation"] == "InvokeEndpointWithResponseStream"]
     bodies = [json.loads(r["body"]) if isinstance(r["body"], (str, bytes)) else r["body"]
               for r in requests]
-    prompts = [b["inputs"] for b in bodies if "inputs" in b]
-    assert prompts, "the inference notebook sent no text prompt"
-    assert prompts[0] == _reference_prompt(repo, namespace["conversation"])
-    assert any("messages" in b for b in bodies), "the Messages API cell ran"
-    # The stand-in knew the model (TGI: HF_MODEL_ID; LMI: serving.properties -> S3 config),
-    # so its Messages API route used this model's template and its answers its end token.
-    assert {r["served_model"] for r in requests} == {repo}
+    return deploy, inference, requests, bodies
 
-    # No end token reaches a printed answer.
+
+def _conversation(inference) -> list[dict[str, str]]:
+    namespace: dict = {}
+    exec(next(c.source for c in inference.cells if c.cell_type == "code"
+              and c.source.startswith("SYSTEM_PROMPT = (")).split("\nbuild_prompt = ")[0],
+         namespace)
+    return namespace["conversation"]
+
+
+def _no_end_token_printed(inference) -> None:
     for cell in inference.cells:
         if cell.cell_type == "code" and "stream_answer(" in cell.source:
             text = _stdout(cell)
             assert text.strip()
             for end in END_TEXTS:
                 assert end not in text, f"{end!r} leaked into the answer"
+
+
+@pytest.mark.parametrize(("repo", "container"), FAMILY_RUNS,
+                         ids=[f"{r.rsplit('/', 1)[-1]}-{c}" for r, c in FAMILY_RUNS])
+def test_a_generated_pair_runs_against_the_stand_in(local_stack, repo, container):
+    out = ROOT / "build" / f"variant-{repo.rsplit('/', 1)[-1].lower()}-{container}"
+    _, inference, requests, bodies = _run_pair(local_stack, repo, container, out)
+
+    # The endpoint received exactly transformers' rendering of the conversation, minus BOS.
+    prompts = [b["inputs"] for b in bodies if "inputs" in b]
+    assert prompts, "the inference notebook sent no text prompt"
+    assert prompts[0] == _reference_prompt(repo, _conversation(inference))
+    assert any("messages" in b for b in bodies), "the Messages API cell ran"
+    # The stand-in knew the model (TGI: HF_MODEL_ID; LMI: serving.properties -> S3 config),
+    # so its Messages API route used this model's template and its answers its end token.
+    assert {r["served_model"] for r in requests} == {repo}
+    _no_end_token_printed(inference)
+
+
+@pytest.fixture(scope="module")
+def users_hub_cache(local_stack, tmp_path_factory) -> Path:
+    """A user's own cache (config and tokenizer files, no weights) added to the stand-in's
+    hub, as `python -m common.local --hub-cache DIR` does."""
+    return local_stack.add_hub_cache(write_user_cache(tmp_path_factory.mktemp("user-hub")))
+
+
+@pytest.mark.parametrize("container", ["tgi", "lmi"])
+def test_a_pair_for_a_model_from_a_users_hub_cache_runs(local_stack, users_hub_cache,
+                                                        container):
+    assert FINE_TUNE_ID in local_stack.served_repositories()
+    out = ROOT / "build" / f"hub-cache-fine-tune-{container}"
+    _, inference, requests, bodies = _run_pair(local_stack, FINE_TUNE_ID, container, out)
+
+    # The prompt is the fine-tune's own ChatML layout (from its chat_template.jinja), as
+    # transformers renders it, minus the BOS text.
+    prompts = [b["inputs"] for b in bodies if "inputs" in b]
+    bos = "<|begin_of_text|>"
+    expected = apply_chat_template(CHATML_TEMPLATE, bos, "<|im_end|>",
+                                   _conversation(inference))
+    assert prompts[0] == expected[len(bos):]
+    # LMI (vLLM) reads chat_template.jinja from the files copied to S3, so the Messages API
+    # cell ran; TGI 3.3.6 cannot read it, so the notebook left that cell out.
+    assert any("messages" in b for b in bodies) == (container == "lmi")
+    # The stand-in served the fine-tune (LMI: its uploaded config), and its replay ended with
+    # the fine-tune's end token, which the notebook's stop tokens kept out of the text.
+    assert {r["served_model"] for r in requests} == {FINE_TUNE_ID}
+    _no_end_token_printed(inference)

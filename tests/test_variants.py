@@ -9,15 +9,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from model_fixtures import go_offline, serving_properties_tarball
 
 from common.errors import ModelFactsError, PresetError
 from common.local.hub import VARIANT_REPOS, write_tiny_snapshot
-from common.local.variants import VARIANTS
 from common.model_facts import read_model_facts
 from common.notebooks.__main__ import main as notebooks_main
 from common.notebooks.__main__ import variants_table
 from common.presets import GPU_MEMORY_HEADROOM, INSTANCE_TYPES
 from common.sizing import FULL_REQUESTS, size_deployment
+from common.variants import VARIANTS
 
 GIB = 1024**3
 
@@ -32,13 +33,7 @@ def hub_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def offline_hub(hub_cache, monkeypatch) -> Path:
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
-    return hub_cache
+    return go_offline(monkeypatch, hub_cache)
 
 
 def _code(path: Path) -> str:
@@ -322,8 +317,8 @@ def test_config_without_layers_names_the_fact(offline_hub):
 
 
 def test_the_weights_are_counted_from_config_when_there_is_no_index():
-    from common.local.variants import variant_files
     from common.model_facts import model_facts_from_files
+    from common.variants import variant_files
 
     files = variant_files("meta-llama/Llama-3.2-1B-Instruct")
     facts = model_facts_from_files("meta-llama/Llama-3.2-1B-Instruct", files["config.json"],
@@ -337,26 +332,15 @@ def test_the_weights_are_counted_from_config_when_there_is_no_index():
 # --------------------------------------------------------------------------- the stand-in
 
 
-def _tarball(properties: str) -> bytes:
-    import tarfile
-
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        data = properties.encode()
-        member = tarfile.TarInfo("serving.properties")
-        member.size = len(data)
-        tar.addfile(member, io.BytesIO(data))
-    return archive.getvalue()
-
-
 def test_the_stand_in_reads_which_model_an_lmi_endpoint_serves():
     from common.local.served_model import served_model_id
 
     objects = {
-        ("b", "p/code/model.tar.gz"): _tarball("engine=Python\noption.model_id=s3://b/p/model/\n"),
+        ("b", "p/code/model.tar.gz"): serving_properties_tarball("engine=Python\noption.model_id=s3://b/p/model/\n"),
         ("b", "p/model/config.json"): json.dumps(
             {"_name_or_path": "meta-llama/Llama-3.2-1B-Instruct"}).encode(),
-        ("b", "hub/model.tar.gz"): _tarball("option.model_id=codellama/CodeLlama-7b-Instruct-hf"),
+        ("b", "hub/model.tar.gz"): serving_properties_tarball(
+            "option.model_id=codellama/CodeLlama-7b-Instruct-hf"),
     }
 
     def read(bucket, key):

@@ -33,8 +33,10 @@ huggingface_hub) and real wire protocols, no AWS account. It runs
     endpoints that go Creating -> InService (or Failed) after --endpoint-delay seconds;
   * a sagemaker-runtime server (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME) that streams real
     event-stream frames in the TGI or LMI container's format;
-  * a Hugging Face cache with tiny Llama 2 chat snapshots, served by a small local Hub
-    API (HF_ENDPOINT: auth-check, file listing and downloads; the rest from the cache);
+  * a Hugging Face cache with tiny snapshots of the known Llama variants, served by a
+    small local Hub API (HF_ENDPOINT: auth-check, file listing and downloads; the rest from
+    the cache) -- with your own Hugging Face cache too (--hub-cache DIR), so any model whose
+    config and tokenizer files you downloaded runs under the stand-in;
   * Service Quotas for SageMaker endpoints (--quota TYPE=N), enforced by CreateEndpoint
     and by managed instance scaling;
   * a fresh IPYTHONDIR, so %store data stays out of your profile.
@@ -205,6 +207,13 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, suppress: bool = Fals
         help="the hub refuses every token for this gated model, as the Hugging Face Hub "
              "refuses a token whose account has not accepted the licence; repeatable")
     parser.add_argument(
+        "--hub-cache", dest="hub_caches", action="append", type=Path, default=default([]),
+        metavar="DIR",
+        help="also serve the models of this Hugging Face cache (e.g. ~/.cache/huggingface/hub, "
+             "or an HF_HOME holding hub/) through the stand-in's hub, read-only: config and "
+             "tokenizer files are enough, weights may be absent; the replay backend answers in "
+             "each model's chat template and end token; repeatable")
+    parser.add_argument(
         "--port", type=int, default=default(0),
         help="the control plane proxy's port on 127.0.0.1 (default: a free one)")
     parser.add_argument(
@@ -239,7 +248,7 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
         quotas=dict(args.quotas), gated_denied=args.gated_denied,
         time_scale=args.time_scale if args.time_scale is not None else 1.0,
         copy_concurrency=args.copy_concurrency, copy_ttft_s=args.copy_ttft_s,
-        copy_tokens_per_s=args.copy_tokens_per_s)
+        copy_tokens_per_s=args.copy_tokens_per_s, hub_caches=args.hub_caches)
     background = BackgroundLog(args.log_file, verbose=args.verbose, command="serve",
                                label="Proxy access log")
     previous = _install_signal_handlers(stop)
@@ -256,6 +265,10 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
                       f"{'' if stack.time_scale == 1 else ' (simulated)'}; time scale "
                       f"{stack.time_scale:g}x\n")
             out.write(f"# {background.describe()}\n")
+            if args.hub_caches:
+                out.write("# hub: also serving " + ", ".join(
+                    str(c) for c in stack.hub_caches) + " (read-only): " + ", ".join(
+                    r for r in stack.served_repositories() if not _is_catalogue(r)) + "\n")
             out.write("\n".join(stack.shell_lines()) + "\n")
             out.write("# Serving until Ctrl-C.\n")
             out.flush()
@@ -266,6 +279,12 @@ def serve(args: argparse.Namespace, *, out: TextIO = sys.stdout,
     out.write("# Stopped.\n")
     out.flush()
     return 0
+
+
+def _is_catalogue(repo_id: str) -> bool:
+    from common.variants import VARIANTS
+
+    return repo_id in VARIANTS
 
 
 def print_env(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:

@@ -113,20 +113,19 @@ class Backend(Protocol):
 END_TOKEN = GeneratedToken(id=2, text="</s>", logprob=-0.0021, special=True)
 """Llama 2's end-of-sequence token as TGI streams it (``special: true``)."""
 
-_END_TOKENS = {  # family (common.local.variants) -> the token that ends an answer
-    "llama3": GeneratedToken(id=128009, text="<|eot_id|>", logprob=-0.0021, special=True),
-    "llama31": GeneratedToken(id=128009, text="<|eot_id|>", logprob=-0.0021, special=True),
-    "codellama70b": GeneratedToken(id=32015, text="<step>", logprob=-0.0021, special=True),
-}
-
 
 def end_token_for(model_id: str | None) -> GeneratedToken:
-    """The token that ends an answer of ``model_id``: ``<|eot_id|>`` for Llama 3.x,
-    ``<step>`` for Code Llama 70B, else Llama 2's :data:`END_TOKEN`."""
-    from common.local.variants import VARIANTS
+    """The token that ends an answer of ``model_id``, from the served model's files
+    (:func:`common.local.served_model.lookup`: ``<|eot_id|>`` for Llama 3.x, ``<|eot|>`` for
+    Llama 4, ``<step>`` for Code Llama 70B); Llama 2's :data:`END_TOKEN` for a model the
+    stand-in does not know."""
+    from common.local.served_model import lookup
 
-    variant = VARIANTS.get(model_id or "")
-    return _END_TOKENS.get(variant.family if variant else "", END_TOKEN)
+    served = lookup(model_id)
+    if served is None:
+        return END_TOKEN
+    return GeneratedToken(id=served.end_token_id, text=served.end_token,
+                          logprob=END_TOKEN.logprob, special=True)
 
 # --------------------------------------------------------------------------- the answer
 
@@ -136,7 +135,8 @@ _EMAIL_WORDS = re.compile(r"\b(e-?mail|newsletter|announce|campaign|promot|marke
 
 
 def _last_user_text(request: GenerationRequest) -> str:
-    """The last user message of ``request`` (or its whole prompt when it is not Llama 2)."""
+    """The last user message of ``request``: from its messages, or read out of its prompt in
+    the Llama 2 layout or the served model's template layout (else the whole prompt)."""
     if request.messages:
         for message in reversed(request.messages):
             if isinstance(message, dict) and message.get("role") == "user":
@@ -152,7 +152,9 @@ def _last_user_text(request: GenerationRequest) -> str:
     try:
         messages = parse_llama2_prompt(prompt)
     except PayloadError:
-        return prompt
+        from common.local.served_model import last_user_text
+
+        return last_user_text(prompt, request.model_id) or prompt
     return next((m["content"] for m in reversed(messages) if m["role"] == "user"), prompt)
 
 

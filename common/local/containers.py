@@ -234,21 +234,16 @@ def _content_text(content: Any) -> str:
     return content
 
 
-def _render_chat(messages: list[dict[str, Any]], model_id: str | None = None) -> str:
+def _render_chat(messages: list[dict[str, Any]], model_id: str | None = None,
+                 container: str = LMI) -> str:
     """Render messages with the served model's chat template, as the container's tokenizer
-    would (with the BOS text): the variant's own template when the stand-in knows the model
-    (:mod:`common.local.variants`), else the Llama 2 layout."""
-    from common.local.variants import VARIANTS
-    from common.prompts import build_llama2_prompt, build_prompt
+    would (with the BOS text): the template the container finds in the model's files
+    (:func:`common.local.served_model.render_chat`), else the Llama 2 layout."""
+    from common.local.served_model import render_chat
 
     plain = [{**m, "content": _content_text(m.get("content"))} if isinstance(m, dict) else m
              for m in messages]
-    variant = VARIANTS.get(model_id or "")
-    if variant is not None and variant.family != "llama2":
-        bos, eos = variant.special_tokens
-        return build_prompt(plain, variant.template, bos_token=bos, eos_token=eos,
-                            strip_bos=False)
-    return build_llama2_prompt(plain, bos=True, allow_unsafe=True)
+    return render_chat(plain, model_id, "tgi" if container == TGI else "lmi")
 
 
 # ----------------------------------------------------------------- TGI
@@ -463,7 +458,7 @@ def _parse_tgi_chat(spec: ContainerSpec, payload: dict[str, Any],
         raise _tgi_deserialise_error(str(exc)) from exc
     options = payload.get("stream_options") or {}
     try:
-        prompt = _render_chat(messages, env.get("HF_MODEL_ID"))
+        prompt = _render_chat(messages, env.get("HF_MODEL_ID"), TGI)
     except ValueError as exc:
         document = _json({"error": f"Template error: {exc}", "error_type": "template_error"})
         raise ContainerRejected(422, document.encode()) from exc
@@ -663,7 +658,7 @@ def _parse_lmi_chat(spec: ContainerSpec, payload: dict[str, Any], env: dict[str,
     sampling["max_tokens"] = _lax(max_tokens, "int", "max_tokens")
     _vllm_check(sampling)
     try:
-        prompt = _render_chat(messages, model_id)
+        prompt = _render_chat(messages, model_id, LMI)
     except ValueError as exc:
         raise _lmi_error(400, f"Chat template error: {exc}") from exc
     input_tokens = approx_tokens(prompt)

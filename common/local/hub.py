@@ -36,7 +36,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from common.local.variants import VARIANTS, variant_files
+from common.variants import VARIANTS, variant_files
 
 __all__ = [
     "DEFAULT_REPO_ID",
@@ -59,7 +59,7 @@ LLAMA2_CHAT_REPOS: tuple[str, ...] = (
 
 VARIANT_REPOS: tuple[str, ...] = tuple(VARIANTS)
 """Every repository the offline hub knows the published configuration of (Llama 2, Code Llama,
-Llama 3, 3.1, 3.2, 3.3): its ``config.json``, ``tokenizer_config.json``,
+Llama 3, 3.1, 3.2, 3.3, 4): its ``config.json``, ``tokenizer_config.json``,
 ``generation_config.json`` and ``model.safetensors.index.json`` carry the real facts."""
 
 # The tiny model's shape (a LlamaForCausalLM with one layer).

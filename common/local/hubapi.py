@@ -3,8 +3,10 @@
 ``huggingface_hub`` refuses *every* request while ``HF_HUB_OFFLINE=1`` (its request hook
 raises ``OfflineModeIsEnabled`` before anything is sent), so ``auth_check`` can never get an
 answer offline. The stand-in therefore leaves offline mode off and points ``HF_ENDPOINT`` at
-this server, which answers, for the repositories in the cache folder (written by
-:mod:`common.local.hub`), the routes the recipes use, as the Hub does:
+this server, which answers, for the repositories in its cache folders -- the stand-in's own
+(written by :mod:`common.local.hub`) and any Hugging Face cache the user adds
+(``python -m common.local --hub-cache DIR``), read-only -- the routes the recipes use, as the
+Hub does:
 
 * ``GET /api/{models,datasets,spaces}/{repo}/auth-check`` -- 200 for a token with access;
   for a gated repository (``meta-llama/*``) 401 ``GatedRepo`` without a token and 403
@@ -67,11 +69,14 @@ class HubApiServer:
         gated_denied: repository ids for which every token is refused as the Hub refuses a
             token whose account has not accepted the licence.
         port: the port (0: a free one).
+        extra_caches: more hub cache folders (a user's own ``~/.cache/huggingface/hub``),
+            searched before ``cache_dir`` and never written; see :meth:`add_cache`.
     """
 
     def __init__(self, cache_dir: str | Path, *, gated_denied: Iterable[str] = (),
-                 port: int = 0) -> None:
+                 port: int = 0, extra_caches: Iterable[str | Path] = ()) -> None:
         self.cache_dir = Path(cache_dir)
+        self._extra_caches = [Path(c) for c in extra_caches]
         self.gated_denied = set(gated_denied)
         self._port = port
         self._httpd: _Server | None = None
@@ -120,6 +125,27 @@ class HubApiServer:
         with self._lock:
             self.gated_denied.discard(repo_id)
 
+    def add_cache(self, cache_dir: str | Path) -> None:
+        """Serve the repositories of another hub cache folder too (searched before the ones
+        added earlier and the stand-in's own; never written)."""
+        with self._lock:
+            self._extra_caches.insert(0, Path(cache_dir))
+
+    @property
+    def caches(self) -> list[Path]:
+        """The cache folders served, in the order a repository is looked for."""
+        with self._lock:
+            return [*self._extra_caches, self.cache_dir]
+
+    def repositories(self) -> list[str]:
+        """The model repositories served (``owner/name``), each once."""
+        seen: dict[str, None] = {}
+        for cache in self.caches:
+            for storage in sorted(cache.glob("models--*--*")):
+                if storage.is_dir():
+                    seen.setdefault(storage.name[len("models--"):].replace("--", "/", 1))
+        return list(seen)
+
     def requests(self) -> list[dict[str, Any]]:
         """``{"method", "path", "status", "authenticated"}`` of every request, oldest first."""
         with self._lock:
@@ -128,7 +154,11 @@ class HubApiServer:
     # ----------------------------------------------------------------- the repositories
 
     def _storage(self, repo_type: str, repo_id: str) -> Path:
-        return self.cache_dir / f"{repo_type}s--{repo_id.replace('/', '--')}"
+        name = f"{repo_type}s--{repo_id.replace('/', '--')}"
+        for cache in self.caches:
+            if (cache / name).is_dir():
+                return cache / name
+        return self.cache_dir / name
 
     def commit(self, repo_type: str, repo_id: str, revision: str) -> str | None:
         """The commit ``revision`` names in the cache, or ``None`` when there is none."""

@@ -1,23 +1,282 @@
-"""Which model an LMI endpoint of the stand-in serves, read the way LMI reads it.
+"""Which model an endpoint of the stand-in serves, and what its files say: chat template,
+special tokens, end token -- read the way the container reads them.
 
-An LMI recipe configures its container with ``serving.properties`` inside the model's
-``model.tar.gz`` (``ModelDataUrl``), whose ``option.model_id`` is the S3 prefix of the uploaded
-weights (or a hub id). LMI loads the model -- and its tokenizer and chat template -- from
-there; the stand-in reads the same files from moto's S3 to learn which model it is (the
-``_name_or_path`` of the uploaded ``config.json``), so the Messages API route renders that
-model's template and the replay ends with that model's end token.
+* **TGI** names the model in ``HF_MODEL_ID`` and downloads its files from the Hub: the stand-in
+  reads them from the hub it serves (its own cache and any ``--hub-cache``; see
+  :func:`use_hub`). TGI 3.3.6 takes the chat template from ``chat_template.json`` or
+  ``tokenizer_config.json`` only (:data:`common.support.TGI_TEMPLATE_FILES`).
+* **LMI** is configured with ``serving.properties`` inside the model's ``model.tar.gz``
+  (``ModelDataUrl``), whose ``option.model_id`` is the S3 prefix of the uploaded files (or a
+  hub id). LMI loads the model -- and its tokenizer and chat template, with transformers, so
+  ``chat_template.jinja`` first -- from there; :func:`served_model_id` reads the same files from
+  moto's S3. The model's name is the uploaded ``config.json``'s ``_name_or_path`` (what the
+  request log shows), else the S3 prefix.
+
+The Messages API route renders with the template found (:func:`render_chat`), and the replay
+backend ends its answer with the model's end token (:func:`end_token`). A model whose files
+cannot be found is served as Llama 2, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import tarfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-__all__ = ["served_model_id", "split_s3_uri"]
+__all__ = [
+    "ServedModel",
+    "last_user_text",
+    "lookup",
+    "render_chat",
+    "served_model_from_documents",
+    "served_model_id",
+    "split_s3_uri",
+    "use_hub",
+]
 
 ReadObject = Callable[[str, str], "bytes | None"]
+SnapshotFolder = Callable[[str, str, str], "Path | None"]
+
+_LOG = logging.getLogger("common.local.served_model")
+_FILES = ("config.json", "tokenizer_config.json", "generation_config.json",
+          "chat_template.jinja", "chat_template.json", "tokenizer.json")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a container knows of the model it serves.
+
+    Attributes:
+        model_id: the model's name (hub id, or the S3 prefix).
+        chat_template: the template transformers (and so vLLM/LMI) uses: ``chat_template.jinja``,
+            ``chat_template.json``, ``tokenizer_config.json``.
+        tgi_chat_template: the template TGI 3.3.6 finds (never ``chat_template.jinja``).
+        bos_token / eos_token: the tokenizer's texts.
+        end_token / end_token_id: the token a chat answer ends with: the tokenizer's EOS when
+            ``generation_config.json`` lists it among the end ids, else the first end id.
+    """
+
+    model_id: str
+    chat_template: str | None
+    tgi_chat_template: str | None
+    bos_token: str | None
+    eos_token: str | None
+    end_token: str
+    end_token_id: int
+
+    def template_for(self, container: str) -> str | None:
+        """The template ``container`` (``"tgi"`` / ``"lmi"``) renders messages with."""
+        return self.tgi_chat_template if container == "tgi" else self.chat_template
+
+
+def served_model_from_documents(model_id: str, documents: Mapping[str, Any]
+                                ) -> ServedModel | None:
+    """Read a :class:`ServedModel` from ``{file name: parsed JSON, or text for
+    chat_template.jinja}``; ``None`` when the files do not describe a chat model (no
+    tokenizer configuration, no end token)."""
+    from common.errors import ModelFactsError
+    from common.model_facts import chat_template_from_files, model_facts_from_documents
+
+    tokenizer = documents.get("tokenizer_config.json")
+    if not isinstance(tokenizer, Mapping):
+        return None
+    try:
+        facts = model_facts_from_documents(model_id, documents)
+    except ModelFactsError as exc:
+        _LOG.warning("serving %s as Llama 2: its files cannot be read (%s)", model_id, exc)
+        return None
+    tgi_template, _ = chat_template_from_files(tokenizer, None,
+                                               documents.get("chat_template.json"))
+    decoder = tokenizer.get("added_tokens_decoder") or {}
+    ids = {}
+    for key, value in decoder.items():
+        text = value.get("content") if isinstance(value, Mapping) else value
+        if str(key).isdigit() and isinstance(text, str):
+            ids.setdefault(text, int(key))
+    for added in (documents.get("tokenizer.json") or {}).get("added_tokens") or ():
+        if isinstance(added, Mapping) and isinstance(added.get("content"), str):
+            ids.setdefault(added["content"], added.get("id"))
+    generation = documents.get("generation_config.json") or {}
+    listed = generation.get("eos_token_id")
+    listed = listed if isinstance(listed, list) else [listed]
+    listed_texts = [t for t, i in ids.items() if i in listed]
+    end = (facts.eos_token if facts.eos_token in listed_texts or not listed_texts
+           else facts.end_tokens[0])
+    if end is None or end not in ids:
+        end = next((t for t in facts.end_tokens if t in ids), None)
+    if end is None:
+        return None
+    return ServedModel(model_id=model_id, chat_template=facts.chat_template,
+                       tgi_chat_template=tgi_template, bos_token=facts.bos_token,
+                       eos_token=facts.eos_token, end_token=end, end_token_id=ids[end])
+
+
+def _documents(read: Callable[[str], bytes | None]) -> dict[str, Any]:
+    documents: dict[str, Any] = {}
+    for name in _FILES:
+        data = read(name)
+        if data is None:
+            continue
+        text = data.decode("utf-8", "replace")
+        if name.endswith(".jinja"):
+            documents[name] = text
+            continue
+        try:
+            document = json.loads(text)
+        except ValueError:
+            _LOG.warning("%s is not valid JSON; the stand-in ignores it", name)
+            continue
+        if name == "tokenizer.json" and isinstance(document, dict):
+            document = {"added_tokens": document.get("added_tokens") or []}  # all we need
+        documents[name] = document
+    return documents
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class _Registry:
+    """Served models by name: those read from S3 (LMI), then the hub's, then the catalogue's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._s3: dict[str, ServedModel] = {}
+        self._s3_keys: dict[tuple[str, str], tuple[str, ServedModel | None]] = {}
+        self._hub: SnapshotFolder | None = None
+        self._hub_cache: dict[tuple[str, str], ServedModel | None] = {}
+
+    def use_hub(self, snapshot: SnapshotFolder | None) -> SnapshotFolder | None:
+        with self._lock:
+            previous, self._hub = self._hub, snapshot
+            self._hub_cache.clear()
+            self._s3.clear()
+            self._s3_keys.clear()
+        return previous
+
+    def remember_s3(self, key: tuple[str, str],
+                    read: Callable[[], tuple[str, ServedModel | None]]) -> str:
+        with self._lock:
+            if key in self._s3_keys:
+                return self._s3_keys[key][0]
+        name, model = read()
+        with self._lock:
+            self._s3_keys[key] = (name, model)
+            if model is not None:
+                self._s3[name] = model
+        return name
+
+    def lookup(self, model_id: str) -> ServedModel | None:
+        with self._lock:
+            model = self._s3.get(model_id)
+            hub = self._hub
+            cached = (model_id, "main") in self._hub_cache
+            if model is None and cached:
+                model = self._hub_cache[(model_id, "main")]
+        if model is not None or cached:
+            return model
+        folder = hub("model", model_id, "main") if hub is not None else None
+        if folder is not None:
+            model = served_model_from_documents(
+                model_id, _documents(lambda name: _read_path(folder / name)))
+        else:
+            from common.variants import variant_files
+
+            files = variant_files(model_id)
+            model = None if files is None else served_model_from_documents(model_id, files)
+        with self._lock:
+            self._hub_cache[(model_id, "main")] = model
+        return model
+
+
+def _read_path(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+_REGISTRY = _Registry()
+
+
+def use_hub(snapshot: SnapshotFolder | None) -> SnapshotFolder | None:
+    """Read TGI's (and LMI's hub-id) models from this hub: ``snapshot(repo_type, repo_id,
+    revision) -> folder | None`` (``HubApiServer.snapshot``); ``None`` forgets it (the
+    catalogue's files are used then). Clears what was remembered; returns the hub used
+    before (to put it back)."""
+    return _REGISTRY.use_hub(snapshot)
+
+
+def lookup(model_id: str | None) -> ServedModel | None:
+    """The model served under ``model_id``: read from S3 for an LMI endpoint, else from the hub
+    the stand-in serves (the default branch), else from the catalogue; ``None`` when unknown."""
+    return _REGISTRY.lookup(model_id) if model_id else None
+
+
+def render_chat(messages: list[dict[str, Any]], model_id: str | None, container: str) -> str:
+    """Render a Messages API conversation as ``container``'s tokenizer would, BOS text included:
+    with the template the container finds for the served model, or in the Llama 2 layout for
+    a model the stand-in does not know.
+
+    Raises:
+        ValueError: the model is known but the container finds no template for it (TGI 3.3.6
+            and a template only in ``chat_template.jinja``: "template not found"), or the
+            template refuses the conversation.
+    """
+    from common.prompts import build_llama2_prompt, build_prompt
+
+    served = lookup(model_id)
+    if served is None:
+        return build_llama2_prompt(messages, bos=True, allow_unsafe=True)
+    template = served.template_for(container)
+    if template is None:
+        raise ValueError("template not found")
+    return build_prompt(messages, template, bos_token=served.bos_token,
+                        eos_token=served.eos_token, strip_bos=False)
+
+
+def last_user_text(prompt: str, model_id: str | None) -> str | None:
+    """The last user message of a text prompt in the served model's template layout, or
+    ``None`` when it cannot be told (unknown model, a prompt of another layout).
+
+    The template is rendered around marker texts: ``[user A, assistant B, user C]`` gives the
+    text between two turns (what precedes a later user message) and the text after the last
+    user message (end of turn and the assistant's header); the prompt's last user message is
+    what lies between the last such separator and that ending.
+    """
+    from common.errors import PayloadError
+    from common.prompts import build_prompt
+
+    served = lookup(model_id)
+    template = served.chat_template if served is not None else None
+    if template is None:
+        return None
+    marks = ["\x00user-a\x00", "\x00assistant-b\x00", "\x00user-c\x00"]
+    try:
+        text = build_prompt([{"role": "user", "content": marks[0]},
+                             {"role": "assistant", "content": marks[1]},
+                             {"role": "user", "content": marks[2]}], template,
+                            bos_token=served.bos_token, eos_token=served.eos_token,
+                            strip_bos=False)
+    except (PayloadError, ValueError):
+        return None
+    if any(text.count(mark) != 1 for mark in marks):
+        return None
+    between = text[text.index(marks[1]) + len(marks[1]):text.index(marks[2])]
+    ending = text[text.index(marks[2]) + len(marks[2]):]
+    if not between or not prompt.endswith(ending):
+        return None
+    body = prompt[:len(prompt) - len(ending)] if ending else prompt
+    header = between
+    while header and header not in body:
+        header = header[1:]  # the first turn has the user header without a previous turn
+    return body[body.rindex(header) + len(header):] if header else None
+
+
+# --------------------------------------------------------------------------- LMI's S3 files
 
 
 def split_s3_uri(uri: str) -> tuple[str, str] | None:
@@ -43,7 +302,8 @@ def _serving_properties(archive: bytes) -> dict[str, str]:
 
 
 def served_model_id(model_data_url: str | None, read_object: ReadObject) -> str | None:
-    """Return the model id an LMI container with this ``ModelDataUrl`` serves, or ``None``.
+    """Return the model id an LMI container with this ``ModelDataUrl`` serves, or ``None``;
+    for weights in S3, remember what the uploaded tokenizer files say (:func:`lookup`).
 
     Args:
         model_data_url: the model's ``s3://.../model.tar.gz``.
@@ -61,9 +321,16 @@ def served_model_id(model_data_url: str | None, read_object: ReadObject) -> str 
     if weights is None:
         return model_id or None  # a hub id
     bucket, prefix = weights
-    config = read_object(bucket, prefix.rstrip("/") + "/config.json")
-    try:
-        name = json.loads(config or b"{}").get("_name_or_path")
-    except (ValueError, AttributeError):
-        return None
-    return name if isinstance(name, str) and name else None
+    base = prefix.rstrip("/") + "/"
+
+    def read() -> tuple[str, ServedModel | None]:
+        documents = _documents(lambda name: read_object(bucket, base + name))
+        name = (documents.get("config.json") or {}).get("_name_or_path")
+        named = name if isinstance(name, str) and "/" in name and not name.startswith(
+            ("/", ".")) else f"s3://{bucket}/{base}"
+        # Without tokenizer files in S3 the name is all there is: the hub or the catalogue
+        # may still know it (lookup).
+        return named, served_model_from_documents(named, documents)
+
+    return _REGISTRY.remember_s3((str(model_data_url), hashlib.sha1(archive).hexdigest()),
+                                 read)

@@ -2,8 +2,9 @@
 
 It starts the control plane (moto behind its proxy, :mod:`common.local.controlplane`), the
 ``sagemaker-runtime`` server (:mod:`common.local.runtime`) with a model backend, writes the
-tiny Hugging Face snapshots (:mod:`common.local.hub`) into a fresh cache and serves them with a
-small local Hub API (:mod:`common.local.hubapi`, ``HF_ENDPOINT``), and makes a fresh
+tiny Hugging Face snapshots (:mod:`common.local.hub`) into a fresh cache and serves them --
+and any Hugging Face cache of the user's (``hub_caches``, read-only) -- with a small local Hub
+API (:mod:`common.local.hubapi`, ``HF_ENDPOINT``), and makes a fresh
 ``IPYTHONDIR`` (so ``%store`` data stays out of the user's profile). :attr:`LocalStack.env`
 holds every variable a shell or a notebook kernel needs to reach it; notebooks and recipe
 code see nothing else of the stand-in.
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.local import served_model
 from common.local.clock import Clock, ScaledClock
 from common.local.components import CopyPace, Timings
 from common.local.controlplane import DEFAULT_REGION, ControlPlane, LocalStackError
@@ -38,6 +40,7 @@ __all__ = [
     "UNSET_VARIABLES",
     "LocalStack",
     "LocalStackError",
+    "hub_cache_folder",
     "make_backend",
 ]
 
@@ -105,6 +108,26 @@ def make_backend(name: str, *, ttft_s: float | None = None,
     return backend_class(**pacing)
 
 
+def hub_cache_folder(path: str | os.PathLike[str]) -> Path:
+    """Return the hub cache folder of ``path``: ``path`` itself when it holds ``models--*``
+    folders (``HF_HUB_CACHE``, ``~/.cache/huggingface/hub``), or its ``hub/`` (an
+    ``HF_HOME``).
+
+    Raises:
+        LocalStackError: no such folder, or no model repository in it.
+    """
+    folder = Path(path).expanduser()
+    for candidate in (folder, folder / "hub"):
+        if candidate.is_dir() and any(candidate.glob("models--*--*")):
+            return candidate.resolve()
+    raise LocalStackError(
+        f"{folder} is not a Hugging Face hub cache: it holds no models--OWNER--NAME folder "
+        "(nor does its hub/). Give the folder huggingface_hub downloads into -- "
+        "$HF_HUB_CACHE, by default ~/.cache/huggingface/hub -- after downloading the model's "
+        "config and tokenizer files, e.g. `hf download OWNER/NAME --include '*.json' "
+        "'*.jinja'`.")
+
+
 class LocalStack:
     """The local SageMaker stand-in: control plane, runtime server, offline hub, IPython dir.
 
@@ -141,6 +164,10 @@ class LocalStack:
         fail_components: inference-component names or patterns that go ``Failed``.
         invoke_timeout_s: real seconds a container has to answer ``InvokeEndpoint`` (60, as
             on SageMaker; ``common.local.runtime.INVOKE_TIMEOUT_S``).
+        hub_caches: Hugging Face hub cache folders of the user's (``~/.cache/huggingface/hub``,
+            or an ``HF_HOME`` holding ``hub/``) whose models the hub serves too, before its
+            own -- config and tokenizer files are enough, weights may be absent. Never
+            written. See :meth:`add_hub_cache`.
 
     Everything binds 127.0.0.1. Use it as a context manager, or call :meth:`start` and
     :meth:`stop`.
@@ -170,7 +197,9 @@ class LocalStack:
         timings: Timings | None = None,
         fail_components: Iterable[str] = (),
         invoke_timeout_s: float | None = None,
+        hub_caches: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
+        self.hub_caches = [hub_cache_folder(c) for c in hub_caches]
         self.backend_name = backend
         self.invoke_timeout_s = invoke_timeout_s
         self.clock: Clock = clock if clock is not None else ScaledClock(time_scale)
@@ -268,7 +297,9 @@ class LocalStack:
                 install_iam_simulator,
             ])
         self.control_plane.start()
-        self.hub_api = HubApiServer(hf_home / "hub", gated_denied=self.gated_denied).start()
+        self.hub_api = HubApiServer(hf_home / "hub", gated_denied=self.gated_denied,
+                                    extra_caches=self.hub_caches).start()
+        served_model.use_hub(self.hub_api.snapshot)
 
         from common.local.runtime import INVOKE_TIMEOUT_S, RuntimeServer
 
@@ -327,6 +358,7 @@ class LocalStack:
         if self.hub_api is not None:
             self.hub_api.stop()
             self.hub_api = None
+            served_model.use_hub(None)
         self.scaling = None
         if self._given_workdir is None and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -412,6 +444,23 @@ class LocalStack:
         backend = self._require(self.backend)
         prefix = f"{backend.name} backend: "
         return backend.label if backend.label.startswith(prefix) else prefix + backend.label
+
+    def add_hub_cache(self, cache_dir: str | os.PathLike[str]) -> Path:
+        """Serve the models of another Hugging Face cache folder of the user's too (before
+        those served so far); returns the hub folder used.
+
+        Raises:
+            LocalStackError: not running, or the folder is not a Hugging Face hub cache.
+        """
+        folder = hub_cache_folder(cache_dir)
+        self._require(self.hub_api).add_cache(folder)
+        self.hub_caches.insert(0, folder)
+        served_model.use_hub(self.hub_api.snapshot)  # forget what was read before
+        return folder
+
+    def served_repositories(self) -> list[str]:
+        """The model repositories the hub serves (the user's caches first)."""
+        return self._require(self.hub_api).repositories()
 
     @property
     def hf_cache(self) -> Path:

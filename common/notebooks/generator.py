@@ -33,8 +33,10 @@ __all__ = [
     "check_notebooks",
     "new_pair",
     "new_recipe",
+    "new_recipes",
     "notebook_text",
     "recipe_for",
+    "recipe_from_facts",
     "recipe_paths",
     "recipe_summary",
     "render_all",
@@ -103,6 +105,15 @@ class Recipe:
         preset: the :class:`~common.presets.Preset` the notebooks will deploy, for the values
             the markdown states (token limits, batch settings) and the time and cost of the
             first cell; ``None`` for the preset the notebook's ``preset_args`` name.
+        temperature / top_p: the sampling the inference notebook sends (Python literals).
+        sampling_note: markdown saying where they came from (empty: the recipes' defaults,
+            said nowhere, as in the Llama 2 recipes).
+        multimodal_note: a sentence for a multimodal model served for text chat, or ``""``.
+        messages_api_note: why the Messages API section is left out (TGI cannot read the
+            model's chat template), or ``""`` when the section runs.
+        revision_arg: ``", revision=preset.revision"`` where the inference notebook reads the
+            model's files at the preset's revision (pairs written by ``new``), else ``""``.
+        support_note: which container serves the model's architecture, for the summary.
     """
 
     container: str
@@ -127,6 +138,13 @@ class Recipe:
     preset_code: str = ""
     sizing_note: str = ""
     preset: Any = None
+    temperature: str = "0.6"
+    top_p: str = "0.9"
+    sampling_note: str = ""
+    multimodal_note: str = ""
+    messages_api_note: str = ""
+    revision_arg: str = ""
+    support_note: str = ""
 
     @property
     def deploy_path(self) -> PurePosixPath:
@@ -191,6 +209,12 @@ class Recipe:
             "licence_url": self.licence_url,
             "preset_code": self.preset_code,
             "sizing_note": self.sizing_note,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "sampling_note": self.sampling_note,
+            "multimodal_note": self.multimodal_note,
+            "messages_api_note": self.messages_api_note,
+            "revision_arg": self.revision_arg,
         }
 
 
@@ -309,11 +333,13 @@ def new_recipe(
     """Return a :class:`Recipe` for another Llama variant, from what the model says itself.
 
     With only ``model_id`` and ``container``, the model's facts are read from the Hub
-    (:func:`common.model_facts.read_model_facts`): the instance and the token limits come from
-    :func:`common.sizing.size_deployment` (the cheapest instance that holds the weights, with
-    a GPU count dividing the heads; ``MAX_TOTAL_TOKENS`` from its KV cache, capped by the
-    context length), and the inference notebook renders the model's own chat template with
-    :func:`common.prompt_builder_for`. Every other argument is an override.
+    (:func:`common.model_facts.read_model_facts`): the container's support for the model's
+    architecture is checked (:func:`common.support.check_container_support`), the instance and
+    the token limits come from :func:`common.sizing.size_deployment` (the cheapest instance
+    that holds the weights, with a GPU count dividing the heads; ``MAX_TOTAL_TOKENS`` from its
+    KV cache, capped by the context length), the inference notebook renders the model's own
+    chat template with :func:`common.prompt_builder_for` and samples as its
+    ``generation_config.json`` recommends. Every other argument is an override.
 
     Args:
         model_id: the Hugging Face model id, e.g. ``meta-llama/Llama-3.1-8B-Instruct``.
@@ -325,13 +351,18 @@ def new_recipe(
             model's facts (the previous behaviour; needs ``instance_type``).
         params_billion / max_total_tokens: with ``instance_type`` and ``prompt_format``, write
             the pair without reading the Hub at all.
-        token / revision: for the Hub (default: ``HF_TOKEN``, ``main``).
+        token: for the Hub (default: ``HF_TOKEN``).
+        revision: the model's branch, tag or commit: the facts are read there, and the deploy
+            notebook pins it (``preset.revision``: TGI's ``HF_MODEL_REVISION``, LMI's
+            ``option.revision`` or the weight copy).
 
     Raises:
         ValueError: for an unknown container, prompt format or base size, or a model id that
             is not ``owner/name``.
         common.errors.ModelFactsError: a file cannot be read from the Hub; the message says
             which, why, and the flag that supplies the fact by hand.
+        common.errors.UnsupportedModelError: the pinned container does not serve the model's
+            architecture; the message names the container that does.
         PresetError: for an instance type the presets do not know, or one that cannot serve
             the model.
     """
@@ -347,11 +378,76 @@ def new_recipe(
                                  and max_total_tokens):
         return _manual_recipe(model_id, container, instance_type, prompt_format=prompt_format,
                               base_size=base_size, params_billion=params_billion,
-                              max_total_tokens=max_total_tokens)
+                              max_total_tokens=max_total_tokens, revision=revision)
     from common.model_facts import read_model_facts
-    from common.sizing import size_deployment
 
     facts = read_model_facts(model_id, token=token, revision=revision)
+    return recipe_from_facts(facts, container, instance_type, prompt_format=prompt_format,
+                             max_total_tokens=max_total_tokens)
+
+
+def new_recipes(
+    model_id: str,
+    containers: Iterable[str] = CONTAINERS,
+    instance_type: str | None = None,
+    *,
+    prompt_format: str | None = None,
+    max_total_tokens: int | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+) -> tuple[list[Recipe], list[str]]:
+    """Return a :class:`Recipe` for each container of ``containers`` that serves the model,
+    reading its facts from the Hub once (``new --container both``).
+
+    Returns:
+        ``(recipes, skipped)``: the recipes, and for each container left out the sentence
+        saying why (its pinned version does not serve the model's architecture).
+
+    Raises:
+        UnsupportedModelError: no container of ``containers`` serves the model (the first
+            one's error, naming what would).
+        ValueError, ModelFactsError, PresetError: as :func:`new_recipe`.
+    """
+    from common.errors import UnsupportedModelError
+    from common.model_facts import read_model_facts
+
+    wanted = tuple(containers)
+    for container in wanted:
+        _check_choice("container", container, CONTAINERS)
+    if prompt_format is not None:
+        _check_choice("prompt_format", prompt_format, PROMPT_FORMATS)
+    facts = read_model_facts(model_id, token=token, revision=revision)
+    recipes: list[Recipe] = []
+    skipped: list[str] = []
+    refusals: list[UnsupportedModelError] = []
+    for container in wanted:
+        try:
+            recipes.append(recipe_from_facts(facts, container, instance_type,
+                                             prompt_format=prompt_format,
+                                             max_total_tokens=max_total_tokens))
+        except UnsupportedModelError as exc:
+            refusals.append(exc)
+            skipped.append(f"no {container.upper()} pair: {exc}")
+    if not recipes:
+        raise refusals[0]
+    return recipes, skipped
+
+
+def recipe_from_facts(facts: Any, container: str, instance_type: str | None = None, *,
+                      prompt_format: str | None = None,
+                      max_total_tokens: int | None = None) -> Recipe:
+    """Return the :class:`Recipe` of a model whose facts were read (see :func:`new_recipe`).
+
+    Raises:
+        UnsupportedModelError: the pinned container does not serve the model's architecture.
+        ModelFactsError: no chat template and no ``prompt_format``.
+        PresetError: as :func:`common.sizing.size_deployment`.
+    """
+    from common.sizing import size_deployment
+    from common.support import check_container_support
+
+    _check_choice("container", container, CONTAINERS)
+    support = check_container_support(facts, container)
     if prompt_format is None:
         facts.prompt_builder()  # raises, with the flag to use, when there is no template
     sizing = size_deployment(facts, container, instance_type=instance_type)
@@ -359,10 +455,62 @@ def new_recipe(
     preset = dataclasses.replace(sizing.preset, **limits)
     if limits:
         preset.validate()  # what the notebook checks
-    return _recipe(model_id, container, sizing.instance.name,
+    temperature, top_p, sampling_note = _sampling(facts)
+    return _recipe(facts.model_id, container, sizing.instance.name,
                    prompt_format=prompt_format or "template",
-                   preset_code=_sizing_code(model_id, container, sizing, limits),
-                   sizing_note=_sizing_note(sizing), preset=preset)
+                   preset_code=_sizing_code(facts.model_id, container, sizing, limits,
+                                            facts.revision),
+                   sizing_note=_sizing_note(sizing), temperature=temperature, top_p=top_p,
+                   sampling_note=sampling_note, multimodal_note=_multimodal_note(facts),
+                   messages_api_note=_messages_api_note(facts, container, prompt_format),
+                   revision_arg=", revision=preset.revision",
+                   support_note=support.describe(), preset=preset)
+
+
+def _sampling(facts: Any) -> tuple[str, str, str]:
+    """(temperature, top_p, the sentence saying where they came from) for the inference
+    notebook: what ``generation_config.json`` recommends, else the recipes' 0.6 / 0.9."""
+    recommended = dict(facts.sampling)
+    temperature = recommended.get("temperature", 0.6)
+    top_p = recommended.get("top_p", 0.9)
+    if not recommended:
+        note = (f"`generation_config.json` of {facts.model_id} recommends no sampling settings, "
+                f"so this notebook uses the recipes' defaults: temperature {temperature:g}, "
+                f"top_p {top_p:g}.")
+    else:
+        given = " and ".join(f"{name} {value:g}" for name, value in recommended.items())
+        rest = [f"{name} {value:g}" for name, value in (("temperature", temperature),
+                                                        ("top_p", top_p))
+                if name not in recommended]
+        note = (f"The sampling settings are the model's own: its `generation_config.json` "
+                f"recommends {given}" + (f" (and the recipes' default {rest[0]} fills the gap)"
+                                         if rest else "") + ".")
+    return repr(float(temperature)), repr(float(top_p)), note
+
+
+def _multimodal_note(facts: Any) -> str:
+    if not facts.multimodal:
+        return ""
+    return (f"{_title_from_model_id(facts.model_id)} is a multimodal model -- it reads images as "
+            "well as text -- and these notebooks serve it for text chat only: the container "
+            "loads the vision tower with the rest of the weights (it counts in the GPU memory "
+            "above), and every prompt here is text.")
+
+
+def _messages_api_note(facts: Any, container: str, prompt_format: str | None) -> str:
+    """Why TGI's Messages API cannot be used, or ``""``: TGI 3.3.6 reads a chat template from
+    ``chat_template.json`` or ``tokenizer_config.json`` only (router ``server.rs``), never from
+    ``chat_template.jinja``."""
+    from common.support import tgi_reads_template
+
+    if container != "tgi" or prompt_format is not None or tgi_reads_template(facts):
+        return ""
+    return (f"{facts.model_id} keeps its chat template in `chat_template.jinja` only, and TGI "
+            "3.3.6 reads a template from `chat_template.json` or `tokenizer_config.json`: its "
+            "Messages API has no template for this model and answers 422 (\"template not "
+            "found\"). The prompts above are built with the model's own template instead; to "
+            "use `messages`, serve it with LMI (vLLM reads `chat_template.jinja`), or publish "
+            "the template in the model's `tokenizer_config.json`.")
 
 
 def _token_limits(max_total_tokens: int) -> dict[str, int]:
@@ -371,13 +519,20 @@ def _token_limits(max_total_tokens: int) -> dict[str, int]:
     return token_limits(max_total_tokens)
 
 
-def _sizing_code(model_id: str, container: str, sizing: Any, limits: dict[str, int]) -> str:
+def _sizing_code(model_id: str, container: str, sizing: Any, limits: dict[str, int],
+                 revision: str | None = None) -> str:
     instance = f', instance_type="{sizing.instance.name}"' if sizing.overridden else ""
-    lines = [f'MODEL_ID = "{model_id}"',
-             "facts = common.read_model_facts(MODEL_ID, token=hf_token)",
-             f'sizing = common.size_deployment(facts, "{container}"{instance})',
-             "print(sizing.explain())",
-             "preset = sizing.preset"]
+    lines = [f'MODEL_ID = "{model_id}"']
+    if revision:
+        pinned = ("TGI downloads this revision (HF_MODEL_REVISION)" if container == "tgi"
+                  else "the weight copy below copies this revision")
+        lines += [f'REVISION = "{revision}"  # pinned: {pinned}',
+                  "facts = common.read_model_facts(MODEL_ID, token=hf_token, revision=REVISION)"]
+    else:
+        lines.append("facts = common.read_model_facts(MODEL_ID, token=hf_token)")
+    lines += [f'sizing = common.size_deployment(facts, "{container}"{instance})',
+              "print(sizing.explain())",
+              "preset = sizing.preset"]
     if limits:
         edits = ", ".join(f"{name}={value}" for name, value in limits.items())
         lines.append(f"preset = dataclasses.replace(preset, {edits})")
@@ -389,6 +544,13 @@ def _sizing_note(sizing: Any) -> str:
     facts, preset, instance = sizing.facts, sizing.preset, sizing.instance
     how = ("the instance you chose" if sizing.overridden
            else "the cheapest instance of the table whose GPUs hold the weights")
+    moe = ""
+    if facts.is_moe:
+        moe = (f" It is a mixture of experts: {facts.active_params_billion:.0f}B parameters "
+               f"are active per token, but all {facts.params_billion:.0f}B -- every one of its "
+               f"{facts.num_experts} experts per layer -- must be on the GPUs, so the weights "
+               "are the safetensors index's total; the KV cache follows its language model's "
+               "layers and KV heads.")
     return (
         f"`common.size_deployment` picks `{instance.name}` ({how}; {instance.gpus} GPU(s) "
         f"divide the {facts.num_attention_heads} attention and {facts.num_kv_heads} KV heads) "
@@ -398,13 +560,14 @@ def _sizing_note(sizing: Any) -> str:
         f"head dim x 2 bytes) into {sizing.kv_cache_bytes / 1024**3:.1f} GiB left after "
         f"{preset.weights_gib:.1f} GiB of weights = {sizing.kv_cache_tokens:,} tokens, for 4 "
         f"full requests at once, capped by the model's {facts.max_position_embeddings:,} "
-        f"positions. `MAX_INPUT_TOKENS` is {preset.max_input_tokens:,}. The cell below reads the "
-        "same facts from the Hub and prints this arithmetic.")
+        f"positions. `MAX_INPUT_TOKENS` is {preset.max_input_tokens:,}.{moe} The cell below "
+        "reads the same facts from the Hub and prints this arithmetic.")
 
 
 def _manual_recipe(model_id: str, container: str, instance_type: str | None, *,
                    prompt_format: str | None, base_size: str | None,
-                   params_billion: float | None, max_total_tokens: int | None) -> Recipe:
+                   params_billion: float | None, max_total_tokens: int | None,
+                   revision: str | None = None) -> Recipe:
     """The pair without the Hub: every fact given by hand (or a Llama 2 base preset)."""
     from common.presets import custom_preset, get_preset, instance_info, size_from_model_id
 
@@ -419,6 +582,8 @@ def _manual_recipe(model_id: str, container: str, instance_type: str | None, *,
         edits += f", params_billion={params:g}"
     limits = {} if max_total_tokens is None else _token_limits(max_total_tokens)
     edits += "".join(f", {name}={value}" for name, value in limits.items())
+    if revision:
+        edits += f', revision="{revision}"'
     base = base_size or "7b"
     if params is not None:  # check now what the notebook will check
         custom_preset(model_id, container, instance_type, params_billion=params, **limits)
@@ -426,12 +591,13 @@ def _manual_recipe(model_id: str, container: str, instance_type: str | None, *,
         get_preset(base, container), model_id=model_id, instance_type=instance_type,
         num_gpus=info.gpus, **({} if params is None else {"params_billion": params}), **limits)
     return _recipe(model_id, container, instance_type, prompt_format=prompt_format,
-                   preset_args=f'"{base}", "{container}"', preset_edits=edits, preset=preset)
+                   preset_args=f'"{base}", "{container}"', preset_edits=edits,
+                   revision_arg=", revision=preset.revision", preset=preset)
 
 
 def _recipe(model_id: str, container: str, instance_type: str, *, prompt_format: str,
             preset_args: str = "", preset_edits: str = "", preset_code: str = "",
-            sizing_note: str = "", preset: Any = None) -> Recipe:
+            sizing_note: str = "", preset: Any = None, **notes: str) -> Recipe:
     from common.model_facts import LICENCES, model_family
     from common.presets import LMI_VERSION, TGI_VERSION, instance_info
 
@@ -463,6 +629,7 @@ def _recipe(model_id: str, container: str, instance_type: str, *, prompt_format:
         preset_code=preset_code,
         sizing_note=sizing_note,
         preset=preset,
+        **notes,
     )
 
 
@@ -668,6 +835,8 @@ def recipe_summary(recipe: Recipe) -> str:
              else f"; about ${recipe.price_per_hour:.2f}/h on demand in us-east-1")
     lines = [f"{recipe.model_title} ({recipe.model_id}) on {_CONTAINER_LABELS[recipe.container]} "
              f"{recipe.container_version}: {recipe.instance_type} ({recipe.hardware}{price})"]
-    if recipe.sizing_note:
-        lines.append(recipe.sizing_note.replace("`", "").replace("**", ""))
+    for note in (recipe.support_note, recipe.sizing_note, recipe.sampling_note,
+                 recipe.multimodal_note, recipe.messages_api_note):
+        if note:
+            lines.append(note.replace("`", "").replace("**", ""))
     return "\n".join(lines) + "\n"
