@@ -46,7 +46,9 @@ SnapshotFolder = Callable[[str, str, str], "Path | None"]
 
 _LOG = logging.getLogger("common.local.served_model")
 _FILES = ("config.json", "tokenizer_config.json", "generation_config.json",
-          "chat_template.jinja", "chat_template.json", "tokenizer.json")
+          "chat_template.jinja", "chat_template.json", "tokenizer.json",
+          # the weights' size, which a multimodal or mixture-of-experts config cannot give
+          "model.safetensors.index.json")
 
 
 @dataclass(frozen=True)
