@@ -243,6 +243,7 @@ class LocalStack:
         from common.local.hubapi import HubApiServer
         from common.local.quotas import QuotaBook
         from common.local.quotas import install as install_quotas
+        from common.local.tagging import install_tagging
 
         self.scaling = ScalingSimulator(
             self.clock, timings=self.timings, copy_concurrency=self.copy_concurrency,
@@ -258,6 +259,8 @@ class LocalStack:
                 self.scaling.install,
                 # Listed after the scaling model, so the quota is checked first.
                 lambda plane, patch: install_quotas(patch, quotas),
+                # After the scaling model too: the components' tags need its manager.
+                lambda plane, patch: install_tagging(plane, self.scaling.manager, patch),
             ])
         self.control_plane.start()
         self.hub_api = HubApiServer(hf_home / "hub", gated_denied=self.gated_denied).start()
