@@ -32,6 +32,7 @@ from common.endpoints import (
     wait_for_endpoint,
 )
 from common.errors import (
+    CleanupError,
     ContainerStreamError,
     DeploymentError,
     EndpointFailedError,
@@ -49,6 +50,7 @@ from common.errors import (
     PreflightError,
     PresetError,
     RecipeError,
+    RecipeStateError,
     StreamError,
     StreamTimeoutError,
     ThrottledError,
@@ -77,6 +79,7 @@ from common.prompts import (
     parse_llama2_prompt,
     prompt_builder_for,
 )
+from common.recipe_state import check_recipe_endpoint
 from common.scaling import (
     BackgroundLoad,
     ScalingState,
@@ -99,7 +102,15 @@ from common.streaming import (
     iter_text,
     iter_tokens,
 )
-from common.weights import WEIGHT_PATTERNS, CopyResult, copy_weights_to_s3, list_weight_files
+from common.tags import RecipeTags, recipe_tags
+from common.weights import (
+    WEIGHT_PATTERNS,
+    CopyResult,
+    copy_weights_to_s3,
+    list_weight_files,
+    run_prefix,
+    weights_prefix,
+)
 
 __all__ = [
     "END_TOKENS",
@@ -110,6 +121,7 @@ __all__ = [
     "BackgroundLoad",
     "ChatView",
     "CheckResult",
+    "CleanupError",
     "ContainerStreamError",
     "Conversation",
     "CopyResult",
@@ -138,6 +150,8 @@ __all__ = [
     "PresetError",
     "PromptBuilder",
     "RecipeError",
+    "RecipeStateError",
+    "RecipeTags",
     "ScalingSettings",
     "ScalingState",
     "ScalingTimeline",
@@ -164,6 +178,7 @@ __all__ = [
     "build_prompt",
     "capacity_rows",
     "capacity_table",
+    "check_recipe_endpoint",
     "choose_target",
     "copy_weights_to_s3",
     "cost_per_million_tokens",
@@ -188,8 +203,10 @@ __all__ = [
     "prompt_builder_for",
     "read_model_facts",
     "read_scaling_state",
+    "recipe_tags",
     "render_serving_properties",
     "resolve_execution_role",
+    "run_prefix",
     "runtime_client",
     "scaling_settings",
     "show_chat",
@@ -200,4 +217,5 @@ __all__ = [
     "wait_for_endpoint",
     "wait_for_inference_component",
     "watch_scaling",
+    "weights_prefix",
 ]
