@@ -63,7 +63,7 @@ def test_a_generated_pair_runs_against_the_stand_in(local_stack, repo, container
     printed = _stdout(settings)
     assert "KV cache per token: 2 x" in printed and "MAX_TOTAL_TOKENS" in printed
     endpoint = _stdout(next(c for c in deploy.cells if c.cell_type == "code"
-                            and c.source.startswith("endpoint_name = "))).strip()
+                            and c.source.startswith("RUN_ID = "))).strip()
 
     # The endpoint received exactly transformers' rendering of the conversation, minus BOS.
     namespace: dict = {}
