@@ -56,6 +56,7 @@ __all__ = [
     "build_payload",
     "delete_endpoint",
     "delete_endpoint_resources",
+    "delete_if_exists",
     "delete_s3_prefix",
     "invoke",
     "invoke_stream",
@@ -880,7 +881,13 @@ def wait_for_endpoint(
 # --------------------------------------------------------------------------- clean-up
 
 
-def _delete(kind: str, name: str, call: Callable[[], Any]) -> str:
+def delete_if_exists(kind: str, name: str, call: Callable[[], Any]) -> str:
+    """Run ``call`` (a delete); return ``"KIND NAME: deleted"``, or ``"... already gone"``
+    when the service answers that the resource does not exist (:func:`is_not_found`).
+
+    Raises:
+        botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
+    """
     from botocore.exceptions import ClientError
 
     try:
@@ -890,6 +897,9 @@ def _delete(kind: str, name: str, call: Callable[[], Any]) -> str:
             return f"{kind} {name}: already gone"
         raise
     return f"{kind} {name}: deleted"
+
+
+_delete = delete_if_exists  # the name the older helpers use
 
 
 _IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")

@@ -33,13 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.local.installer import find_uv, pip_config_environment
 
 __all__ = ["KERNEL_ENV_VAR", "KERNEL_NAME", "STUDIO_PACKAGES", "KernelEnv",
-           "create_kernel_env", "current_env", "studio_kernel"]
+           "create_kernel_env", "current_env", "environment", "studio_kernel"]
 
 KERNEL_NAME = "recipes-fresh-studio"
 """The kernelspec of the throwaway environment."""
@@ -132,3 +134,19 @@ def studio_kernel() -> str:
 def current_env() -> KernelEnv | None:
     """The environment :func:`studio_kernel` built in this process, if any."""
     return _ENV
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the block (kernels started in it inherit them),
+    then put back what was there."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

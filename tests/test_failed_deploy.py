@@ -8,6 +8,7 @@ import io
 import pytest
 from botocore.exceptions import ClientError
 from recipe_resources import deploy_run, new_tags, wait_status
+from test_endpoints import FakeClock  # the same injectable clock
 
 import common
 from common.endpoints import delete_endpoint, wait_for_endpoint
@@ -64,19 +65,8 @@ class FakeSageMaker:
         self.statuses = ["Deleting"]
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 def _wait(client, **options):
-    clock = Clock()
+    clock = FakeClock()
     return wait_for_endpoint("ep", sagemaker_client=client, clock=clock, sleep=clock.sleep,
                              out=io.StringIO(), **options)
 
@@ -121,7 +111,7 @@ def test_a_given_clean_up_text_is_used():
 
 
 def test_deleting_a_creating_endpoint_waits_until_it_settles():
-    clock = Clock()
+    clock = FakeClock()
     client = FakeSageMaker("Creating", "Creating", "Creating", "Failed")
     out = io.StringIO()
     done = delete_endpoint("ep", sagemaker_client=client, clock=clock, sleep=clock.sleep,
@@ -132,7 +122,7 @@ def test_deleting_a_creating_endpoint_waits_until_it_settles():
 
 
 def test_deleting_gives_up_after_the_wait_and_says_it_may_bill():
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(common.DeploymentError, match="still Creating after 01:40"):
         delete_endpoint("ep", sagemaker_client=FakeSageMaker("Creating"), wait_s=100,
                         clock=clock, sleep=clock.sleep, out=io.StringIO())

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from kernel_env import studio_kernel
+from kernel_env import environment, studio_kernel
 from notebook_capture import record_executed
-from test_notebook_runs import _environment, _execute, _stdout
+from test_notebook_runs import _execute, _stdout
 
 from common.cleanup import find_leftovers
 from common.local.stack import HEADLESS_NOTEBOOK_ENV
@@ -100,7 +100,7 @@ def test_a_failed_deploy_says_how_to_clean_up_and_its_clean_up_leaves_nothing(lo
             if cell.cell_type == "code"]
     clean_up_index, clean_up = code[-1]
     try:
-        with _environment(HEADLESS_NOTEBOOK_ENV), client.setup_kernel():
+        with environment(HEADLESS_NOTEBOOK_ENV), client.setup_kernel():
             for index, cell in code[:3]:  # %pip, the .pth re-read, the imports
                 client.execute_cell(cell, index)
             client.execute_cell(early, len(notebook.cells) - 1)

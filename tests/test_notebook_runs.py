@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import nbformat
 import pytest
 from botocore.exceptions import ClientError
-from kernel_env import studio_kernel
+from kernel_env import environment, studio_kernel
 from notebook_capture import executed_notebook
 from secret_patterns import find_secrets
 
@@ -50,26 +49,12 @@ class PairRun:
     stack: Any
 
 
-@contextmanager
-def _environment(values: dict[str, str]):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _execute(path: Path, *, allow_errors: bool = False) -> nbformat.NotebookNode:
     """Run a notebook with nbclient, headless, in the fresh Studio-like kernel."""
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    with _environment(HEADLESS_NOTEBOOK_ENV):
+    with environment(HEADLESS_NOTEBOOK_ENV):
         NotebookClient(notebook, timeout=600, kernel_name=studio_kernel(),
                        allow_errors=allow_errors,
                        resources={"metadata": {"path": str(path.parent)}}).execute()

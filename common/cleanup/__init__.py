@@ -473,12 +473,6 @@ def find_leftovers(
 # --------------------------------------------------------------------------- deleting
 
 
-def _gone(exc: Exception) -> bool:
-    from common.endpoints import is_not_found
-
-    return is_not_found(exc)
-
-
 def delete_leftovers(
     leftovers: Iterable[Leftover],
     *,
@@ -508,7 +502,7 @@ def delete_leftovers(
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from common.endpoints import delete_endpoint, delete_s3_prefix
+    from common.endpoints import delete_endpoint, delete_if_exists, delete_s3_prefix
     from common.scaling import delete_inference_component
 
     session = session or boto3.Session(region_name=region)
@@ -521,15 +515,6 @@ def delete_leftovers(
             clients[service] = session.client(service, region_name=region)
         return clients[service]
 
-    def sm_delete(kind: str, name: str, call: Callable[[], Any]) -> str:
-        try:
-            call()
-        except ClientError as exc:
-            if _gone(exc):
-                return f"{kind} {name}: already gone"
-            raise
-        return f"{kind} {name}: deleted"
-
     def delete(item: Leftover) -> str:
         if item.kind == "alarm":
             cloudwatch = client("cloudwatch")
@@ -538,12 +523,12 @@ def delete_leftovers(
             cloudwatch.delete_alarms(AlarmNames=[item.name])
             return f"alarm {item.name}: deleted"
         if item.kind == "scaling policy":
-            return sm_delete("scaling policy", item.name, lambda: client(
+            return delete_if_exists("scaling policy", item.name, lambda: client(
                 "application-autoscaling").delete_scaling_policy(
                     PolicyName=item.name, ServiceNamespace="sagemaker",
                     ResourceId=item.detail["resource_id"], ScalableDimension=IC_DIMENSION))
         if item.kind == "scalable target":
-            return sm_delete("scalable target", item.name, lambda: client(
+            return delete_if_exists("scalable target", item.name, lambda: client(
                 "application-autoscaling").deregister_scalable_target(
                     ServiceNamespace="sagemaker", ResourceId=item.detail["resource_id"],
                     ScalableDimension=IC_DIMENSION))
@@ -554,10 +539,10 @@ def delete_leftovers(
             return delete_endpoint(item.name, sagemaker_client=client("sagemaker"),
                                    wait_s=wait_s, out=stream)
         if item.kind == "endpoint config":
-            return sm_delete("endpoint config", item.name, lambda: client(
+            return delete_if_exists("endpoint config", item.name, lambda: client(
                 "sagemaker").delete_endpoint_config(EndpointConfigName=item.name))
         if item.kind == "model":
-            return sm_delete("model", item.name,
+            return delete_if_exists("model", item.name,
                              lambda: client("sagemaker").delete_model(ModelName=item.name))
         if item.kind == "S3 weights" and not include_weights:
             return (f"S3 weights {item.name}: kept (shared by every run of this model; "
