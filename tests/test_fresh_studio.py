@@ -15,10 +15,13 @@ Every notebook here runs unmodified, with nbclient, in the fresh Studio-like ker
   all of it (the shared weight copy stays). In the same kernel, right after the set-up cells,
   the scale notebook's clean-up cell runs too: it must work before anything is named, and
   delete nothing new.
+* **The Hub path** (``WEIGHTS = "hub"`` in the 70B LMI deploy notebook): nothing copied, the
+  Hub id in ``serving.properties``, ``HF_TOKEN`` on the container, and the endpoint serves.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -147,3 +150,53 @@ def test_a_failed_deploy_says_how_to_clean_up_and_its_clean_up_leaves_nothing(lo
     weights = [i for i in find_leftovers().leftovers if i.kind == "S3 weights"
                and "Llama-2-13b-chat-hf" in i.name]
     assert weights, "the shared weight copy was deleted with the failed run"
+
+
+def test_the_hub_path_deploys_without_a_copy_and_streams(local_stack):
+    """``WEIGHTS = "hub"``: no weight copy, ``option.model_id`` is the Hub id, the container
+    gets ``HF_TOKEN``, the pre-flight needs no disk -- and the endpoint serves."""
+    import common
+    from common.cleanup import delete_leftovers
+
+    deploy, _ = recipe_paths("lmi", "70b", root=ROOT)
+    notebook = nbformat.read(deploy, as_version=4)
+    (switch,) = [c for c in notebook.cells if c.cell_type == "code"
+                 and '\nWEIGHTS = "s3"' in c.source]
+    switch.source = switch.source.replace('\nWEIGHTS = "s3"', '\nWEIGHTS = "hub"')
+    path = ROOT / "build" / "hub-path" / deploy.name  # two levels below the root, like a recipe
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    s3 = local_stack.client("s3")
+    bucket = f"sagemaker-{local_stack.region}-123456789012"
+    weights = common.weights_prefix("meta-llama/Llama-2-70b-chat-hf")
+
+    def weight_objects() -> int:
+        try:
+            return s3.list_objects_v2(Bucket=bucket, Prefix=weights).get("KeyCount", 0)
+        except s3.exceptions.NoSuchBucket:
+            return 0
+
+    before = weight_objects()
+    ran = _execute(path)
+    assert not _errors(ran)
+    assert weight_objects() == before, "the hub path copied weights"
+    copy = _stdout(_cell(ran, "s3_client = boto_session.client"))
+    assert copy.strip() == ("No copy: the container downloads meta-llama/Llama-2-70b-chat-hf "
+                            "from the Hub when it starts.")
+    serving = _stdout(_cell(ran, "serving_properties = "))
+    assert "option.model_id=meta-llama/Llama-2-70b-chat-hf\n" in serving
+    preflight = json.dumps(_cell(ran, "preflight_report = ").outputs)
+    assert "no local copy: LMI (HF_MODEL_ID) downloads the weights inside the endpoint" in (
+        preflight)
+    name = _stdout(_cell(ran, "RUN_ID = ")).strip()
+    sm = local_stack.client("sagemaker")
+    environment = sm.describe_model(ModelName=name)["PrimaryContainer"]["Environment"]
+    assert environment.get("HF_TOKEN") == local_stack.env["HF_TOKEN"]
+    tokens = common.invoke_stream(
+        common.runtime_client(local_stack.region), name,
+        common.build_payload("[INST] Hi [/INST]", container="lmi", max_new_tokens=8),
+        container="lmi")
+    assert "".join(t.text for t in tokens if not t.special)
+    run = "-".join(name.split("-")[-2:])
+    done = delete_leftovers(find_leftovers(run=run).leftovers, out=io.StringIO())
+    assert f"endpoint {name}: deleted" in done and len(done) == 4  # + config, model, S3 files
