@@ -981,12 +981,19 @@ def delete_endpoint(
         botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
     """
     sm = _client(sagemaker_client, "sagemaker")
+    return _delete_settled(sm, endpoint_name, _status(sm, endpoint_name), wait_s=wait_s,
+                           poll_s=poll_s, clock=clock, sleep=sleep, out=out)
+
+
+def _delete_settled(sm: Any, endpoint_name: str, status: str | None, *, wait_s: float,
+                    poll_s: float, clock: Callable[[], float], sleep: Callable[[float], None],
+                    out: TextIO | None) -> str:
+    """:func:`delete_endpoint`'s loop, from a status just read (``None``: gone)."""
     stream = out if out is not None else sys.stdout
     started = clock()
     pauses = _growing_pauses(1.0, poll_s)
     waited = False
     while True:
-        status = _status(sm, endpoint_name)
         if status is None:
             result = f"endpoint {endpoint_name}: already gone"
             break
@@ -1010,6 +1017,7 @@ def delete_endpoint(
         stream.flush()
         waited = True
         sleep(max(0.0, min(next(pauses), wait_s - elapsed)))
+        status = _status(sm, endpoint_name)
     if waited:
         stream.write("\n")
     return result
@@ -1123,11 +1131,8 @@ def delete_endpoint_resources(
     if keep_in_service and status == "InService":
         return [f"endpoint {endpoint_name}: InService, kept -- it is healthy and billing; the "
                 "inference notebook uses it, and its clean-up cell deletes it"]
-    if status is None:
-        done = [f"endpoint {endpoint_name}: already gone"]
-    else:
-        done = [delete_endpoint(endpoint_name, sagemaker_client=sm, wait_s=wait_s,
-                                poll_s=poll_s, clock=clock, sleep=sleep, out=out)]
+    done = [_delete_settled(sm, endpoint_name, status, wait_s=wait_s, poll_s=poll_s,
+                            clock=clock, sleep=sleep, out=out)]
     if config_name:
         done.append(_delete("endpoint config", config_name,
                             lambda: sm.delete_endpoint_config(EndpointConfigName=config_name)))
