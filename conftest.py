@@ -11,6 +11,11 @@ inherits -- that is how the notebooks reach it, exactly as they would reach Sage
 It runs fast for tests: endpoints come up after about a second (120 simulated seconds at a
 time scale of 120), and the replay backend sends its tokens without pacing. It stops (and
 ``os.environ`` is restored) at the end of the session.
+
+The notebooks run in a kernel whose environment is like a fresh SageMaker Studio space's --
+ipykernel and the SDK v2, no ``common`` -- built once per session (``tests/kernel_env.py``):
+nbval gets its kernel name here, unless ``--nbval-kernel-name`` or ``--nbval-current-env`` was
+given (or ``RECIPES_NOTEBOOK_KERNEL=current``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from common.local.stack import HEADLESS_NOTEBOOK_ENV, LocalStack
 # tests use (`from notebook_capture import ...`), so both share one module and one record.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 pytest_plugins = ["notebook_capture"]
+
+from kernel_env import studio_kernel  # noqa: E402  (found through the line above)
 
 STACK_OPTIONS: dict[str, Any] = {
     # 120 simulated seconds per real second: an endpoint still comes up in about a second,
@@ -64,9 +71,38 @@ def _ensure_stack() -> LocalStack:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """Start the stand-in before nbval starts a kernel, if any notebook is collected."""
+    """Start the stand-in before nbval starts a kernel, if any notebook is collected, and give
+    nbval the fresh Studio-like kernel (unless a kernel was chosen on the command line)."""
+    _deselect_what_the_side_by_side_test_runs(config, items)
     if not config.option.collectonly and any(item.path.suffix == ".ipynb" for item in items):
         _ensure_stack()
+        option = config.option
+        if not (getattr(option, "nbval_kernel_name", None)
+                or getattr(option, "nbval_current_env", False)):
+            option.nbval_kernel_name = studio_kernel()
+
+
+SIDE_BY_SIDE_TEST = ("tests/test_fresh_studio.py::"
+                     "test_two_recipes_side_by_side_each_inference_streams_from_its_own")
+
+
+def _deselect_what_the_side_by_side_test_runs(config: pytest.Config,
+                                               items: list[pytest.Item]) -> None:
+    """The side-by-side test runs the 7B TGI and LMI pairs itself (both deploys, then both
+    inference notebooks) and records them for later tests: when it is collected, nbval's
+    runs of those four notebooks are deselected, so the suite runs them once."""
+    if not any(item.nodeid == SIDE_BY_SIDE_TEST for item in items):
+        return
+    from common.notebooks.generator import recipe_paths
+
+    root = Path(__file__).resolve().parent
+    owned = {path.resolve() for container in ("tgi", "lmi")
+             for path in recipe_paths(container, "7b", root=root)}
+    deselected = [item for item in items
+                  if item.path.suffix == ".ipynb" and item.path.resolve() in owned]
+    if deselected:
+        items[:] = [item for item in items if item not in deselected]
+        config.hook.pytest_deselected(items=deselected)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -81,6 +117,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def local_stack() -> LocalStack:
     """The session's running stand-in, its environment applied to ``os.environ``."""
     return _ensure_stack()
+
+
+@pytest.fixture(scope="session")
+def notebook_kernel() -> str:
+    """The kernel name to run recipe notebooks with (see ``tests/kernel_env.py``)."""
+    return studio_kernel()
 
 
 @pytest.fixture

@@ -54,9 +54,13 @@ __all__ = [
     "TGI_PARAMETERS",
     "approx_token_count",
     "build_payload",
+    "delete_endpoint",
     "delete_endpoint_resources",
+    "delete_if_exists",
+    "delete_s3_prefix",
     "invoke",
     "invoke_stream",
+    "is_not_found",
     "resolve_execution_role",
     "runtime_client",
     "validate_payload",
@@ -743,18 +747,52 @@ def _error_code(exc: Exception) -> str:
     return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
 
 
-def _is_missing(exc: Exception) -> bool:
-    """Whether a ClientError says the resource does not exist."""
+def is_not_found(exc: Exception) -> bool:
+    """Return whether a botocore ``ClientError`` says the resource does not exist.
+
+    SageMaker answers a missing resource with ``ValidationException`` "Could not find ...";
+    S3 with ``NoSuchKey``/``NoSuchBucket``; IAM with ``NoSuchEntity``; Application Auto
+    Scaling with ``ObjectNotFoundException``.
+    """
     error = (getattr(exc, "response", None) or {}).get("Error", {})
     code = str(error.get("Code", ""))
     message = str(error.get("Message", "")).lower()
-    if code in {"NoSuchKey", "NoSuchBucket", "NoSuchEntity", "ResourceNotFound"}:
+    if code in {"NoSuchKey", "NoSuchBucket", "NoSuchEntity", "ResourceNotFound",
+                "ResourceNotFoundException", "ObjectNotFoundException"}:
         return True
     return code in {"ValidationException", "ValidationError"} and (
         "could not find" in message or "does not exist" in message)
 
 
 _elapsed = format_elapsed  # the name scaling.py imports
+_is_missing = is_not_found  # the name the older helpers use
+
+
+def _region_of(client: Any) -> str | None:
+    return getattr(getattr(client, "meta", None), "region_name", None)
+
+
+def _clean_up_hint(client: Any, described: Mapping[str, Any]) -> str | None:
+    """The ``python -m common.cleanup`` command for the endpoint's recipe and run, read from
+    its tags; ``None`` (the errors' default call) when it has none or they cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from common.tags import read_recipe_tags
+
+    arn = described.get("EndpointArn")
+    if not arn:
+        return None
+    try:
+        tags = read_recipe_tags(client.list_tags(ResourceArn=arn).get("Tags", []))
+    except (ClientError, BotoCoreError):  # only the hint is lost: the error is raised anyway
+        return None
+    if tags is None:
+        return None
+    region = _region_of(client)
+    where = f" --region {region}" if region else ""
+    return (f"run the clean-up cell of the recipe's notebook, or in a terminal: python -m "
+            f"common.cleanup --recipe {tags.recipe} --run {tags.run}{where} --delete (without "
+            "--delete it only lists)")
 
 
 def wait_for_endpoint(
@@ -767,6 +805,7 @@ def wait_for_endpoint(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     out: TextIO | None = None,
+    clean_up: str | None = None,
 ) -> dict[str, Any]:
     """Poll ``DescribeEndpoint`` until the endpoint is ``InService``, showing the progress.
 
@@ -785,13 +824,19 @@ def wait_for_endpoint(
         clock / sleep: injectable for tests.
         out: write the progress here as plain lines (default: Jupyter's updating line, or
             ``sys.stdout``).
+        clean_up: what deletes this run's resources, for the error's message (a cell, a call
+            or a command). Default: the ``python -m common.cleanup`` command for the recipe
+            and run in the endpoint's tags (:mod:`common.tags`), else a
+            :func:`delete_endpoint_resources` call.
 
     Returns:
         The last ``DescribeEndpoint`` response (status ``InService``).
 
     Raises:
-        EndpointFailedError: the endpoint went to ``Failed``; has SageMaker's ``FailureReason``.
-        EndpointWaitTimeout: still not ``InService`` after ``timeout_s``; says what to check.
+        EndpointFailedError: the endpoint went to ``Failed``; the message has SageMaker's
+            ``FailureReason``, the CloudWatch log link and how to delete what the run created.
+        EndpointWaitTimeout: still not ``InService`` after ``timeout_s``; says what to check,
+            how to wait longer and how to delete what the run created.
         DeploymentError: the endpoint does not exist or is being deleted.
         botocore.exceptions.ClientError: any other failure of ``DescribeEndpoint``.
     """
@@ -820,14 +865,18 @@ def wait_for_endpoint(
             return described
         if status == "Failed":
             line.finish(f"{endpoint_name}: Failed after {_elapsed(elapsed)}")
-            raise EndpointFailedError(endpoint_name, described.get("FailureReason"))
+            raise EndpointFailedError(
+                endpoint_name, described.get("FailureReason"), region=_region_of(client),
+                clean_up=clean_up or _clean_up_hint(client, described))
         if status == "Deleting":
             line.finish(f"{endpoint_name}: Deleting")
             raise DeploymentError(f"Endpoint {endpoint_name!r} is being deleted; deploy it "
                                   "again to use it.")
         if elapsed >= timeout_s:
             line.finish(f"{endpoint_name}: still {status} after {_elapsed(elapsed)}")
-            raise EndpointWaitTimeout(endpoint_name, status, elapsed)
+            raise EndpointWaitTimeout(
+                endpoint_name, status, elapsed, region=_region_of(client),
+                clean_up=clean_up or _clean_up_hint(client, described))
         line.update(f"{endpoint_name}: {status} (elapsed {_elapsed(elapsed)})", state=status)
         sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
@@ -835,7 +884,13 @@ def wait_for_endpoint(
 # --------------------------------------------------------------------------- clean-up
 
 
-def _delete(kind: str, name: str, call: Callable[[], Any]) -> str:
+def delete_if_exists(kind: str, name: str, call: Callable[[], Any]) -> str:
+    """Run ``call`` (a delete); return ``"KIND NAME: deleted"``, or ``"... already gone"``
+    when the service answers that the resource does not exist (:func:`is_not_found`).
+
+    Raises:
+        botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
+    """
     from botocore.exceptions import ClientError
 
     try:
@@ -845,6 +900,14 @@ def _delete(kind: str, name: str, call: Callable[[], Any]) -> str:
             return f"{kind} {name}: already gone"
         raise
     return f"{kind} {name}: deleted"
+
+
+_delete = delete_if_exists  # the name the older helpers use
+
+
+_IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+"""Endpoint states in which SageMaker refuses ``DeleteEndpoint`` ("Cannot update in-progress
+endpoint")."""
 
 
 def _inspect(sm: Any, endpoint_name: str, endpoint_config_name: str | None,
@@ -876,6 +939,93 @@ def _inspect(sm: Any, endpoint_name: str, endpoint_config_name: str | None,
     return status, endpoint_config_name, models
 
 
+def _status(sm: Any, endpoint_name: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return str(sm.describe_endpoint(EndpointName=endpoint_name).get("EndpointStatus", ""))
+    except ClientError as exc:
+        if not _is_missing(exc):
+            raise
+        return None
+
+
+def delete_endpoint(
+    endpoint_name: str,
+    *,
+    sagemaker_client: Any = None,
+    wait_s: float = 3600,
+    poll_s: float = 30,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    out: TextIO | None = None,
+) -> str:
+    """Delete an endpoint, waiting first while SageMaker cannot delete it.
+
+    SageMaker refuses ``DeleteEndpoint`` while the endpoint is ``Creating`` or ``Updating``
+    ("Cannot update in-progress endpoint") -- an endpoint whose wait timed out is one -- and
+    such an endpoint bills as soon as it is ``InService``. So this polls (1 s, then 1.5 times
+    longer, at most ``poll_s``) until it is ``InService`` or ``Failed``, then deletes it. It
+    does not wait for the deletion itself to finish.
+
+    Args:
+        endpoint_name: the endpoint.
+        sagemaker_client: a boto3 ``sagemaker`` client (default: a new one).
+        wait_s: the longest wait for an in-progress endpoint to settle.
+        poll_s / clock / sleep: the polling (injectable for tests).
+        out: where the waiting line goes (default ``sys.stdout``).
+
+    Returns:
+        ``"endpoint NAME: deleted"``, ``"... already gone"`` or ``"... already being deleted"``.
+
+    Raises:
+        DeploymentError: still in progress after ``wait_s`` (it may bill once it is up: run the
+            clean-up again later).
+        botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
+    """
+    sm = _client(sagemaker_client, "sagemaker")
+    return _delete_settled(sm, endpoint_name, _status(sm, endpoint_name), wait_s=wait_s,
+                           poll_s=poll_s, clock=clock, sleep=sleep, out=out)
+
+
+def _delete_settled(sm: Any, endpoint_name: str, status: str | None, *, wait_s: float,
+                    poll_s: float, clock: Callable[[], float], sleep: Callable[[float], None],
+                    out: TextIO | None) -> str:
+    """:func:`delete_endpoint`'s loop, from a status just read (``None``: gone)."""
+    line = ProgressLine(out, clock=clock)
+    started = clock()
+    pauses = _growing_pauses(1.0, poll_s)
+    waited = False
+    while True:
+        if status is None:
+            result = f"endpoint {endpoint_name}: already gone"
+            break
+        if status == "Deleting":
+            result = f"endpoint {endpoint_name}: already being deleted"
+            break
+        elapsed = clock() - started
+        if status not in _IN_PROGRESS:
+            result = _delete("endpoint", endpoint_name,
+                             lambda: sm.delete_endpoint(EndpointName=endpoint_name))
+            break
+        if elapsed >= wait_s:
+            if waited:
+                line.finish(f"endpoint {endpoint_name}: still {status} after {_elapsed(elapsed)}")
+            raise DeploymentError(
+                f"Endpoint {endpoint_name!r} is still {status} after {_elapsed(elapsed)}: "
+                "SageMaker cannot delete it until it is InService or Failed, and it bills "
+                "once it is InService. Run the clean-up again later (what is gone is skipped).")
+        line.update(f"endpoint {endpoint_name} is {status}: SageMaker cannot delete it before it "
+                    f"is InService or Failed; waiting ({_elapsed(elapsed)})", state=status)
+        waited = True
+        sleep(max(0.0, min(next(pauses), wait_s - elapsed)))
+        status = _status(sm, endpoint_name)
+    if waited:
+        waited_for = _elapsed(clock() - started)
+        line.finish(f"endpoint {endpoint_name}: {status or 'gone'} after {waited_for}")
+    return result
+
+
 def _split_s3_uri(s3_uri: str) -> tuple[str, str]:
     if not isinstance(s3_uri, str) or not s3_uri.startswith("s3://"):
         raise DeploymentError(f"s3_uri must look like s3://bucket/prefix/, not {s3_uri!r}.")
@@ -883,15 +1033,26 @@ def _split_s3_uri(s3_uri: str) -> tuple[str, str]:
     if not bucket or not prefix.strip("/"):
         raise DeploymentError(
             f"Refusing to delete every object of a bucket ({s3_uri!r}): give the prefix the "
-            "recipe uploaded to, e.g. s3://bucket/llama-2-recipes/<endpoint-name>/."
+            "recipe uploaded to, e.g. s3://bucket/llama-2-recipes/runs/<endpoint-name>/."
         )
     return bucket, prefix if prefix.endswith("/") else prefix + "/"
 
 
-def _delete_s3_prefix(s3_uri: str, s3: Any) -> str:
+def delete_s3_prefix(s3_uri: str, *, s3_client: Any = None) -> str:
+    """Delete every object under ``s3://bucket/prefix/`` (a missing ``/`` is added).
+
+    Returns:
+        ``"S3 prefix URI: deleted N objects"`` or ``"S3 prefix URI: already gone"``.
+
+    Raises:
+        DeploymentError: a URI without a prefix (never a whole bucket), or objects S3 would
+            not delete.
+        botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
+    """
     from botocore.exceptions import ClientError
 
     bucket, prefix = _split_s3_uri(s3_uri)
+    s3 = _client(s3_client, "s3")
     where = f"s3://{bucket}/{prefix}"
     deleted = 0
     try:
@@ -925,8 +1086,14 @@ def delete_endpoint_resources(
     endpoint_config_name: str | None = None,
     model_name: str | None = None,
     s3_uri: str | None = None,
+    keep_in_service: bool = False,
     sagemaker_client: Any = None,
     s3_client: Any = None,
+    wait_s: float = 3600,
+    poll_s: float = 30,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    out: TextIO | None = None,
 ) -> list[str]:
     """Delete what a recipe created: endpoint, endpoint config, model and (LMI) S3 prefix.
 
@@ -934,35 +1101,41 @@ def delete_endpoint_resources(
     ``NoSuchBucket`` or an empty prefix) is reported as already gone, and an endpoint that is
     already ``Deleting`` is left alone, so the clean-up cell can run twice. When
     ``endpoint_config_name`` or ``model_name`` is not given, it is read from the endpoint (and
-    its config) while those still exist.
+    its config) while those still exist. An endpoint that is still ``Creating`` (a wait that
+    timed out) cannot be deleted yet: :func:`delete_endpoint` waits until it is ``InService``
+    or ``Failed``, then deletes it.
 
     Args:
         endpoint_name: the endpoint.
         endpoint_config_name: its endpoint configuration.
         model_name: its model.
-        s3_uri: ``s3://bucket/prefix/`` whose every object is deleted (the LMI weights and
-            code); a missing trailing ``/`` is added, so ``.../ep`` never matches ``.../ep2``.
+        s3_uri: ``s3://bucket/prefix/`` whose every object is deleted (an LMI run's own
+            uploads); a missing trailing ``/`` is added, so ``.../ep`` never matches ``.../ep2``.
+        keep_in_service: delete nothing when the endpoint is ``InService`` (the deploy
+            notebook's clean-up after a failure: a healthy endpoint belongs to the inference
+            notebook); say so instead.
         sagemaker_client / s3_client: boto3 clients (default: new ones).
+        wait_s / poll_s / clock / sleep / out: the wait for an in-progress endpoint, as
+            :func:`delete_endpoint`.
 
     Returns:
         One line per resource, e.g. ``"endpoint llama-2-7b: deleted"`` or
         ``"model llama-2-7b: already gone"``.
 
     Raises:
-        DeploymentError: for an ``s3_uri`` without a prefix, or objects S3 would not delete.
+        DeploymentError: for an ``s3_uri`` without a prefix, objects S3 would not delete, or
+            an endpoint still in progress after ``wait_s``.
         botocore.exceptions.ClientError: for any other failure (e.g. AccessDenied).
     """
     if s3_uri is not None:
         _split_s3_uri(s3_uri)  # refuse a bad URI before anything is deleted
     sm = _client(sagemaker_client, "sagemaker")
     status, config_name, models = _inspect(sm, endpoint_name, endpoint_config_name, model_name)
-    if status is None:
-        done = [f"endpoint {endpoint_name}: already gone"]
-    elif status == "Deleting":
-        done = [f"endpoint {endpoint_name}: already being deleted"]
-    else:
-        done = [_delete("endpoint", endpoint_name,
-                        lambda: sm.delete_endpoint(EndpointName=endpoint_name))]
+    if keep_in_service and status == "InService":
+        return [f"endpoint {endpoint_name}: InService, kept -- it is healthy and billing; the "
+                "inference notebook uses it, and its clean-up cell deletes it"]
+    done = [_delete_settled(sm, endpoint_name, status, wait_s=wait_s, poll_s=poll_s,
+                            clock=clock, sleep=sleep, out=out)]
     if config_name:
         done.append(_delete("endpoint config", config_name,
                             lambda: sm.delete_endpoint_config(EndpointConfigName=config_name)))
@@ -973,7 +1146,7 @@ def delete_endpoint_resources(
     if not models:
         done.append("model: unknown (the endpoint config is gone; pass model_name)")
     if s3_uri is not None:
-        done.append(_delete_s3_prefix(s3_uri, _client(s3_client, "s3")))
+        done.append(delete_s3_prefix(s3_uri, s3_client=_client(s3_client, "s3")))
     return done
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CleanupError",
     "ContainerStreamError",
     "DeploymentError",
     "EndpointFailedError",
@@ -34,11 +35,13 @@ __all__ = [
     "PayloadError",
     "PresetError",
     "RecipeError",
+    "RecipeStateError",
     "StreamError",
     "StreamTimeoutError",
     "ThrottledError",
     "UnsupportedModelError",
     "invocation_error_from_client_error",
+    "log_group_url",
     "stream_error_from_botocore",
     "stream_error_from_container",
 ]
@@ -364,16 +367,51 @@ class DeploymentError(RecipeError):
     """Creating or waiting for an endpoint failed."""
 
 
-class EndpointFailedError(DeploymentError):
-    """The endpoint went to ``Failed``; ``failure_reason`` holds SageMaker's reason."""
+def log_group_url(log_group: str, region: str) -> str:
+    """Return the CloudWatch console page of a log group in ``region``.
 
-    def __init__(self, endpoint_name: str, failure_reason: str | None) -> None:
+    Example: ``log_group_url("/aws/sagemaker/Endpoints/ep", "us-east-1")``.
+    """
+    encoded = log_group.replace("/", "$252F")
+    return (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+            f"#logsV2:log-groups/log-group/{encoded}")
+
+
+def _endpoint_log(endpoint_name: str, region: str | None) -> str:
+    group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
+    if not region:
+        return f"the CloudWatch log group {group}"
+    return f"{log_group_url(group, region)} (log group {group})"
+
+
+def _default_clean_up(endpoint_name: str) -> str:
+    return (f"common.delete_endpoint_resources({endpoint_name!r}) deletes the endpoint, its "
+            "configuration and its model")
+
+
+class EndpointFailedError(DeploymentError):
+    """The endpoint went to ``Failed``; ``failure_reason`` holds SageMaker's reason.
+
+    Attributes:
+        endpoint_name / failure_reason: the endpoint and SageMaker's ``FailureReason``.
+        log_url: where the container's log is (the CloudWatch console page, or the log
+            group's path when the region is not known).
+        clean_up: what deletes what this run created (a cell, a call or a command).
+    """
+
+    def __init__(self, endpoint_name: str, failure_reason: str | None, *,
+                 region: str | None = None, clean_up: str | None = None) -> None:
         self.endpoint_name = endpoint_name
         self.failure_reason = failure_reason or "(SageMaker gave no FailureReason)"
+        self.log_url = _endpoint_log(endpoint_name, region)
+        self.clean_up = clean_up or _default_clean_up(endpoint_name)
         super().__init__(
-            f"Endpoint {endpoint_name!r} failed: {self.failure_reason}. Read the container's "
-            f"log in CloudWatch (/aws/sagemaker/Endpoints/{endpoint_name}), fix the preset or "
-            "instance type, delete the endpoint (see the clean-up cell) and deploy again."
+            f"Endpoint {endpoint_name!r} failed: {self.failure_reason}\n"
+            f"- The container's log: {self.log_url} (empty when no instance started, e.g. "
+            "for a capacity or quota failure).\n"
+            f"- Delete what this run created: {self.clean_up}. A failed endpoint does not "
+            "bill, but its configuration, model and uploads stay until deleted.\n"
+            "- Then fix the cause (the preset, the instance type, the quota) and deploy again."
         )
 
 
@@ -392,17 +430,49 @@ class InferenceComponentFailedError(DeploymentError):
 
 
 class EndpointWaitTimeout(DeploymentError):
-    """The endpoint did not reach ``InService`` within the wait's timeout."""
+    """The endpoint did not reach ``InService`` within the wait's timeout.
 
-    def __init__(self, endpoint_name: str, status: str, waited_s: float) -> None:
+    Attributes:
+        endpoint_name / status / waited_s: the endpoint, its last status, the seconds waited.
+        log_url / clean_up: as :class:`EndpointFailedError`.
+    """
+
+    def __init__(self, endpoint_name: str, status: str, waited_s: float, *,
+                 region: str | None = None, clean_up: str | None = None) -> None:
         self.endpoint_name = endpoint_name
         self.status = status
         self.waited_s = waited_s
+        self.log_url = _endpoint_log(endpoint_name, region)
+        self.clean_up = clean_up or _default_clean_up(endpoint_name)
         super().__init__(
-            f"Endpoint {endpoint_name!r} is still {status!r} after {waited_s:.0f} s. Check the "
-            f"container log in CloudWatch (/aws/sagemaker/Endpoints/{endpoint_name}) for slow "
-            "weight downloads or start-up errors, and your service quota for the instance "
-            "type; then wait again with a longer timeout."
+            f"Endpoint {endpoint_name!r} is still {status!r} after {waited_s:.0f} s. It goes "
+            "on starting, and bills by the hour once it is InService.\n"
+            f"- Check the container's log in CloudWatch for slow weight downloads or start-up "
+            f"errors: {self.log_url}; and your service quota for the instance type.\n"
+            f"- To keep waiting, run the wait again (common.wait_for_endpoint({endpoint_name!r}, "
+            "timeout_s=...)).\n"
+            f"- To give up, delete what this run created: {self.clean_up}. SageMaker refuses "
+            "to delete an endpoint while it is Creating, so the clean-up waits until it is "
+            "InService or Failed and then deletes it."
+        )
+
+
+class RecipeStateError(DeploymentError):
+    """What a notebook restored with ``%store -r`` is missing, another recipe's, or names an
+    endpoint that is not ready; the message says which notebook (or cell) to run."""
+
+
+class CleanupError(DeploymentError):
+    """Some resources could not be deleted; ``failures`` lists ``(resource, reason)``."""
+
+    def __init__(self, failures: list[tuple[str, str]], done: list[str] | None = None) -> None:
+        self.failures = list(failures)
+        self.done = list(done or [])
+        lines = "\n".join(f"- {what}: {why}" for what, why in self.failures)
+        super().__init__(
+            f"{len(self.failures)} resource(s) could not be deleted (the rest were):\n{lines}\n"
+            "Fix the cause (often a missing permission) and run the clean-up again: what is "
+            "already gone is skipped."
         )
 
 

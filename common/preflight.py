@@ -53,6 +53,7 @@ __all__ = [
     "PASSED",
     "WEIGHTS_COPY",
     "WEIGHTS_HUB",
+    "WEIGHTS_S3",
     "WEIGHTS_SNAPSHOT",
     "CheckResult",
     "PreflightReport",
@@ -68,6 +69,8 @@ WEIGHTS_SNAPSHOT = "snapshot"
 """LMI: the notebook downloads the whole snapshot, then uploads it (disk: the whole model)."""
 WEIGHTS_HUB = "hub"
 """The container downloads the weights from the Hub itself (TGI; LMI with ``HF_MODEL_ID``)."""
+WEIGHTS_S3 = "s3"
+"""The LMI notebooks' ``WEIGHTS = "s3"``: the same as :data:`WEIGHTS_COPY`."""
 
 _WEIGHT_MODES = (WEIGHTS_COPY, WEIGHTS_SNAPSHOT, WEIGHTS_HUB)
 _SHARD_ESTIMATE_BYTES = 10 * 10**9  # the Llama 2 repositories shard at 10 GB
@@ -409,40 +412,87 @@ def _weight_sizes(preset: Any, token: str | None, endpoint: str | None, *,
             f"{len(files)} files on the Hub")
 
 
+_STUDIO_METADATA_FILE = "/opt/ml/metadata/resource-metadata.json"  # SageMaker Studio's
+
+
+def _existing_folder(path: str) -> str:
+    """``path``, or its nearest ancestor that exists (the copy creates the folder itself)."""
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _same_volume(path: str, other: str) -> bool:
+    try:
+        return os.stat(path).st_dev == os.stat(other).st_dev
+    except OSError:
+        return False
+
+
+def _disk_fix(staging_dir: str, needed: int, *, on_home: bool, in_studio: bool,
+              home: str) -> list[str]:
+    """The ways to make room, for the volume that holds ``staging_dir``."""
+    space = max(5, int(-(-needed * 1.2 // 1e9)) + 1)  # GB, with room to spare
+    resize = (f"give the space at least {space} GB of storage (SageMaker Studio: stop the "
+              "space, Edit space -> Storage (GB), start it again; Studio allows a few resizes "
+              "a day)")
+    if on_home and in_studio:
+        return [f"{staging_dir} is on the space's own volume (your home folder): {resize}",
+                f"or free space in {home}"]
+    if in_studio:
+        return [f"{staging_dir} is on the space's container storage, which Studio cannot "
+                "resize (and a restart empties): stage on the space's volume instead -- "
+                "STAGING_DIR = Path.home() / 'llama-2-recipes-staging' -- and " + resize]
+    return [f"free space on the disk that holds {staging_dir}",
+            "or set STAGING_DIR to a folder on a disk with "
+            f"{format_bytes(needed)} free"]
+
+
 def check_disk(preset: Any, weights: str, *, staging_dir: str,
                disk_free: Callable[[str], int], hf_token: str | None = None,
-               endpoint: str | None = None, ask_hub: bool = True) -> CheckResult:
-    """Check the notebook's free disk against what ``weights`` needs (see :func:`preflight`)."""
+               endpoint: str | None = None, ask_hub: bool = True, home: str | None = None,
+               in_studio: bool | None = None) -> CheckResult:
+    """Check the free disk of the folder the copy writes to against what ``weights`` needs.
+
+    ``staging_dir`` is measured where it will be (its nearest existing folder when it does not
+    exist yet), and the fix matches its volume: in SageMaker Studio the home folder is the
+    space's own, resizable volume, while other folders (the temporary folder) are on the
+    container's storage, which the reader cannot resize. ``home`` and ``in_studio`` default
+    to ``Path.home()`` and whether Studio's metadata file exists (see :func:`preflight`).
+    """
     check = "Notebook disk"
     if weights == WEIGHTS_HUB:
         who = "TGI" if preset.container == "tgi" else "LMI (HF_MODEL_ID)"
         return CheckResult(check, PASSED, f"no local copy: {who} downloads the weights inside "
                                           "the endpoint")
+    measured = _existing_folder(staging_dir)
     try:
-        free = int(disk_free(staging_dir))
+        free = int(disk_free(measured))
     except OSError as exc:
         return CheckResult(check, NOT_CHECKED, f"could not read the free space of "
-                                               f"{staging_dir}: {exc}")
+                                               f"{measured}: {exc}")
     total, largest, source = _weight_sizes(preset, hf_token, endpoint, ask_hub=ask_hub)
     needed = int((largest if weights == WEIGHTS_COPY else total) * _DISK_MARGIN)
     what = ("the largest file (one file at a time)" if weights == WEIGHTS_COPY
             else "the whole model (snapshot download)")
-    detail = (f"{format_bytes(free)} free in {staging_dir}; the copy needs "
+    home = home or os.path.expanduser("~")
+    studio = os.path.exists(_STUDIO_METADATA_FILE) if in_studio is None else in_studio
+    on_home = _same_volume(measured, home)
+    volume = "the home folder's volume" if on_home else "not the home folder's volume"
+    detail = (f"{format_bytes(free)} free in {staging_dir} ({volume}); the copy needs "
               f"{format_bytes(needed)} for {what}; model {format_bytes(total)}, largest file "
               f"{format_bytes(largest)} ({source})")
     if free >= needed:
         return CheckResult(check, PASSED, detail)
-    space = max(5, int(-(-needed * 1.2 // 1e9)) + 1)
-    options = [f"give the space more storage: in SageMaker Studio stop the space, set its "
-               f"storage to at least {space} GB (Edit space -> Storage) and start it again"]
+    options = _disk_fix(staging_dir, needed, on_home=on_home, in_studio=studio, home=home)
     if weights == WEIGHTS_SNAPSHOT:
         options.append(f"copy one file at a time with common.copy_weights_to_s3 (needs "
                        f"{format_bytes(largest * _DISK_MARGIN)})")
-    options.append("or skip the local copy: let LMI load the weights from the Hub itself "
-                   f"(option.model_id / HF_MODEL_ID = '{preset.model_id}' and HF_TOKEN; the "
-                   "endpoint needs internet access), then run preflight(..., weights='hub')")
-    if staging_dir != tempfile.gettempdir():
-        options.insert(1, "free space in the staging folder")
+    options.append("or skip the local copy: WEIGHTS = 'hub' lets LMI load the weights from the "
+                   f"Hub itself (option.model_id / HF_MODEL_ID = '{preset.model_id}' and "
+                   "HF_TOKEN; the endpoint needs internet access); its pre-flight is "
+                   "preflight(..., weights='hub')")
     return CheckResult(check, FAILED, detail, "; ".join(options) + ".")
 
 
@@ -627,16 +677,17 @@ def preflight(
         hf_token: the Hugging Face token the deploy will use (default: huggingface_hub's:
             ``HF_TOKEN`` or the saved login).
         weights: how the weights reach the endpoint: ``"copy"`` (LMI default: one file at a
-            time to S3), ``"snapshot"`` (the whole snapshot on disk, then S3) or ``"hub"``
-            (the container downloads them; TGI's only way).
+            time to S3; ``"s3"`` says the same), ``"snapshot"`` (the whole snapshot on disk,
+            then S3) or ``"hub"`` (the container downloads them; TGI's only way).
         bucket: the S3 bucket of the artifacts (default: SageMaker's default bucket,
             ``sagemaker-<region>-<account>``); only checked when the weights go through S3.
         s3_prefix: the key prefix the artifacts go under.
         instance_count: the most instances the endpoint will run: 1 for a deploy recipe,
             ``scaling.max_instances`` for an endpoint that scales (its quota must allow the
             maximum, or scale-out stops there).
-        staging_dir: where the copy stages files (default: the temporary folder, as
-            :func:`common.copy_weights_to_s3` uses).
+        staging_dir: where the copy stages files -- pass the same folder as to
+            :func:`common.copy_weights_to_s3` (default: the temporary folder, its default).
+            Its volume is measured, and the fix names what enlarges that volume.
         disk_free: ``disk_free(path) -> bytes`` (default: ``shutil.disk_usage(path).free``).
         hub_endpoint: the Hub's URL (default: huggingface_hub's, ``HF_ENDPOINT``).
         show: display the table (HTML in Jupyter, text elsewhere).
@@ -651,6 +702,7 @@ def preflight(
     import boto3
 
     mode = weights or (WEIGHTS_HUB if preset.container == "tgi" else WEIGHTS_COPY)
+    mode = WEIGHTS_COPY if mode == WEIGHTS_S3 else mode
     if mode not in _WEIGHT_MODES:
         raise ValueError(f"weights must be one of {', '.join(_WEIGHT_MODES)}; got {weights!r}")
     if preset.container == "tgi" and mode != WEIGHTS_HUB:

@@ -318,7 +318,7 @@ class Preset:
     num_kv_heads: int | None = None
     kv_bytes_per_token: int | None = None
     max_position_embeddings: int | None = None
-    revision: str | None = None
+    revision: str | None = None  # the Hub revision (branch, tag or commit); None: main
 
     # ----------------------------------------------------------------- derived values
 

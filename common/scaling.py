@@ -49,6 +49,7 @@ __all__ = [
     "BackgroundLoad",
     "ScalingState",
     "ScalingTimeline",
+    "delete_inference_component",
     "delete_scaling_resources",
     "inference_component_resource_id",
     "read_scaling_state",
@@ -518,10 +519,30 @@ def _delete_policies(autoscaling: Any, resource_id: str, names: Sequence[str] | 
     return done
 
 
-def _delete_component(sm: Any, name: str, *, timeout_s: float, poll_s: float,
-                      clock: Callable[[], float], sleep: Callable[[float], None]) -> str:
+def delete_inference_component(
+    name: str,
+    *,
+    sagemaker_client: Any = None,
+    timeout_s: float = 1800,
+    poll_s: float = 10,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Delete an inference component and wait until it is gone.
+
+    One that is ``Creating`` or ``Updating`` cannot be deleted (and keeps billing): it is
+    waited for first. Polls after 1 s, then 1.5 times longer each time, at most ``poll_s``.
+
+    Returns:
+        ``"inference component NAME: deleted"`` or ``"... already gone"``.
+
+    Raises:
+        DeploymentError: it is not gone after ``timeout_s`` (it keeps billing).
+        botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
+    """
     from botocore.exceptions import ClientError
 
+    sm = _client(sagemaker_client, "sagemaker")
     started = clock()
     asked = False
     pauses = _growing_pauses(1.0, poll_s)
@@ -603,8 +624,9 @@ def delete_scaling_resources(
         done.append(f"scalable target {resource_id}: deregistered")
     else:
         done.append(f"scalable target {resource_id}: already gone")
-    done.append(_delete_component(sm, inference_component, timeout_s=timeout_s, poll_s=poll_s,
-                                  clock=clock, sleep=sleep))
+    done.append(delete_inference_component(inference_component, sagemaker_client=sm,
+                                           timeout_s=timeout_s, poll_s=poll_s, clock=clock,
+                                           sleep=sleep))
     done += delete_endpoint_resources(
         endpoint_name, endpoint_config_name=endpoint_config_name, model_name=model_name,
         s3_uri=s3_uri, sagemaker_client=sm, s3_client=s3_client)

@@ -17,28 +17,59 @@ with ``HF_TOKEN`` for the gated Llama 2 repositories (djl-serving
 That needs an endpoint that may reach the internet (no ``VpcConfig`` without a NAT
 gateway, no network isolation), and every instance that starts downloads from the Hub again;
 the S3 copy loads faster and keeps the token off the endpoint.
+
+**Where the copy goes.** One copy per model and revision, shared by every run:
+:func:`weights_prefix` gives ``llama-2-recipes/weights/<model id>/<revision>/``, so the next
+deploy of the same model reuses it and a kernel restart mid-copy resumes into the same prefix
+(nothing is orphaned under a run's name). When every file is there, a manifest is written
+beside the folder (``<revision>.manifest.json``: the files, their sizes and the Hub's content
+ids); a later copy that finds it complete downloads nothing. Each object carries S3 user
+metadata with the model, the revision and the file's content id (the Hub's LFS sha256 or git
+blob id), so a branch that moved on is noticed even where a file kept its size. A run's own
+small files (``model.tar.gz``) go under :func:`run_prefix` instead, and are deleted with the
+run; the shared weights are deleted only on purpose (``python -m common.cleanup --weights``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MANIFEST_SUFFIX",
+    "RUNS_ROOT",
+    "S3_ROOT",
+    "WEIGHTS_ROOT",
     "WEIGHT_PATTERNS",
     "CopyResult",
     "WeightFile",
     "copy_weights_to_s3",
     "format_bytes",
     "list_weight_files",
+    "run_prefix",
+    "weights_prefix",
 ]
+
+S3_ROOT = "llama-2-recipes"
+"""The key prefix under which the recipes put everything in the bucket."""
+WEIGHTS_ROOT = f"{S3_ROOT}/weights"
+"""Shared weight copies: ``<WEIGHTS_ROOT>/<model id>/<revision>/`` (see :func:`weights_prefix`)."""
+RUNS_ROOT = f"{S3_ROOT}/runs"
+"""Each run's own uploads: ``<RUNS_ROOT>/<endpoint name>/`` (see :func:`run_prefix`)."""
+MANIFEST_SUFFIX = ".manifest.json"
+"""A complete copy's manifest sits beside its folder: ``<prefix>.manifest.json``."""
+OID_METADATA = "llama-recipes-oid"
+MODEL_METADATA = "llama-recipes-model"
+REVISION_METADATA = "llama-recipes-revision"
 
 WEIGHT_PATTERNS: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*.safetensors", "*.bin",
                                     "*.chk", "*.pth", "*.jinja")
@@ -54,10 +85,41 @@ _MULTIPART_THRESHOLD = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One file of a repository: its path in the repository and its size in bytes."""
+    """One file of a repository: its path, its size in bytes and the Hub's content id (the
+    LFS sha256, else the git blob id; "" when the Hub gave none)."""
 
     path: str
     size: int
+    oid: str = ""
+
+
+def weights_prefix(model_id: str, revision: str | None = None) -> str:
+    """Return the S3 key prefix of the shared copy of ``model_id`` at ``revision``.
+
+    ``llama-2-recipes/weights/<owner>/<name>/<revision>`` (``main`` when ``revision`` is
+    None; a ``/`` inside a revision such as ``refs/pr/1`` becomes ``--``). Every run of every
+    recipe that deploys this model and revision uses the same prefix.
+
+    Raises:
+        ValueError: ``model_id`` is not ``owner/name``, or the revision is empty.
+    """
+    if not isinstance(model_id, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
+        raise ValueError(f"model_id must look like 'owner/name'; got {model_id!r}")
+    revision = "main" if revision is None else revision
+    if not isinstance(revision, str) or not revision.strip("/"):
+        raise ValueError(f"revision must be a branch, tag or commit; got {revision!r}")
+    return f"{WEIGHTS_ROOT}/{model_id}/{revision.strip('/').replace('/', '--')}"
+
+
+def run_prefix(endpoint_name: str) -> str:
+    """Return the S3 key prefix of one run's own uploads: ``llama-2-recipes/runs/<name>``.
+
+    Raises:
+        ValueError: an empty name or one with ``/``.
+    """
+    if not isinstance(endpoint_name, str) or not endpoint_name or "/" in endpoint_name:
+        raise ValueError(f"endpoint_name must be a resource name; got {endpoint_name!r}")
+    return f"{RUNS_ROOT}/{endpoint_name}"
 
 
 @dataclass
@@ -68,10 +130,11 @@ class CopyResult:
         uri: the S3 prefix of the weights (``s3://bucket/prefix/``), for ``option.model_id``.
         files: every file of the copy.
         uploaded: the paths uploaded by this run.
-        skipped: the paths already in S3 with the right size.
+        skipped: the paths already in S3 with the right size and content.
         total_bytes: the size of all files.
         largest_file_bytes: the size of the largest file (what the disk must hold).
         peak_disk_bytes: the most bytes the staging folder held at once during this run.
+        manifest_uri: where the manifest of the complete copy is.
     """
 
     uri: str
@@ -81,10 +144,22 @@ class CopyResult:
     total_bytes: int = 0
     largest_file_bytes: int = 0
     peak_disk_bytes: int = 0
+    manifest_uri: str = ""
+
+    @property
+    def reused(self) -> bool:
+        """True when every file was already in S3 (an earlier copy of this model and
+        revision): nothing was downloaded or uploaded."""
+        return bool(self.files) and not self.uploaded
 
     def summary(self) -> str:
-        """Two lines: files and bytes copied, skipped, and the peak disk use; then
-        ``-> s3://...`` (on a line of its own, so that neither runs on)."""
+        """Two lines: files and bytes copied, skipped, and the peak disk use (or that an
+        earlier copy of this model and revision is reused); then ``-> s3://...`` (on a line of
+        its own, so that neither runs on)."""
+        if self.reused:
+            return (f"All {len(self.files)} files ({format_bytes(self.total_bytes)}) are already "
+                    f"in S3 from an earlier copy of this model and revision: nothing copied\n"
+                    f"-> {self.uri}")
         return (f"{len(self.uploaded)} files uploaded, {len(self.skipped)} already in S3; "
                 f"{format_bytes(self.total_bytes)} in all; the disk held at most "
                 f"{format_bytes(self.peak_disk_bytes)} at once (largest file "
@@ -131,11 +206,19 @@ def list_weight_files(
 
     entries = HfApi(endpoint=endpoint).list_repo_tree(
         repo_id, revision=revision, recursive=True, token=token)
-    files = [WeightFile(entry.path, int(entry.size)) for entry in entries
+    files = [WeightFile(entry.path, int(entry.size), _oid(entry)) for entry in entries
              if isinstance(entry, RepoFile) and _matches(entry.path, allow_patterns)]
     if any(f.path.endswith(".safetensors") for f in files):
         files = [f for f in files if not _matches(f.path, _PICKLE_WEIGHTS)]
     return sorted(files, key=lambda f: f.path)
+
+
+def _oid(entry: Any) -> str:
+    lfs = getattr(entry, "lfs", None)
+    sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
+    if sha256 is None and isinstance(lfs, dict):
+        sha256 = lfs.get("sha256")
+    return str(sha256 or getattr(entry, "blob_id", "") or "")
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -145,6 +228,27 @@ def _folder_bytes(folder: Path) -> int:
             with contextlib.suppress(OSError):  # removed meanwhile
                 total += os.lstat(os.path.join(root, name)).st_size
     return total
+
+
+def _read_manifest(s3_client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in {"NoSuchKey", "404"}:
+            return None
+        raise
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        return None  # not ours, or cut short: the objects are checked one by one instead
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _stored_oid(s3_client: Any, bucket: str, key: str) -> str:
+    metadata = s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+    return str(metadata.get(OID_METADATA, ""))
 
 
 def _existing_sizes(s3_client: Any, bucket: str, prefix: str) -> dict[str, int]:
@@ -169,13 +273,17 @@ def copy_weights_to_s3(
     endpoint: str | None = None,
     progress: bool = True,
     on_file_done: Callable[[WeightFile, Path], None] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> CopyResult:
     """Copy a repository's weights to ``s3://bucket/prefix/``, one file at a time.
 
     Each missing file is downloaded into ``staging_dir``, uploaded with boto3's managed
     transfer (multipart above 64 MiB) and deleted before the next one starts, so the disk
-    never holds more than the largest file. Files already in S3 with the same size are
-    skipped (a re-run resumes). One ``tqdm`` bar counts the bytes of the whole copy.
+    never holds more than the largest file. Files already in S3 with the same size and the
+    same content id are skipped (a re-run resumes; a complete copy is reused). One ``tqdm``
+    bar counts the bytes of the whole copy. When every file is in S3, a manifest is written
+    beside the prefix (``<prefix>.manifest.json``). Use :func:`weights_prefix` for
+    ``prefix``, so that every run of the same model and revision shares one copy.
 
     Args:
         repo_id: the Hugging Face model id.
@@ -191,6 +299,8 @@ def copy_weights_to_s3(
         progress: show the progress bar.
         on_file_done: called with (file, staged path) after each upload, before the delete
             (tests measure the disk with it).
+        metadata: more S3 user metadata for every object (the model, the revision and the
+            file's content id are always written).
 
     Returns:
         A :class:`CopyResult`; its ``uri`` goes into ``option.model_id``.
@@ -217,10 +327,25 @@ def copy_weights_to_s3(
     prefix = prefix.strip("/")
     files = list_weight_files(repo_id, token=token, revision=revision,
                               allow_patterns=allow_patterns, endpoint=endpoint)
+    manifest_key = prefix + MANIFEST_SUFFIX
     result = CopyResult(uri=f"s3://{bucket}/{prefix}/", files=files,
                         total_bytes=sum(f.size for f in files),
-                        largest_file_bytes=max((f.size for f in files), default=0))
+                        largest_file_bytes=max((f.size for f in files), default=0),
+                        manifest_uri=f"s3://{bucket}/{manifest_key}")
     existing = _existing_sizes(s3_client, bucket, prefix + "/")
+    manifest = _read_manifest(s3_client, bucket, manifest_key) or {}
+    recorded = {str(f.get("path")): str(f.get("oid", "")) for f in manifest.get("files", [])
+                if isinstance(f, dict)}
+    labels = {MODEL_METADATA: repo_id, REVISION_METADATA: revision or "main",
+              **dict(metadata or {})}
+
+    def already_there(file: WeightFile, key: str) -> bool:
+        if existing.get(key) != file.size:
+            return False
+        if not file.oid or recorded.get(file.path) == file.oid:
+            return True
+        stored = _stored_oid(s3_client, bucket, key)
+        return not stored or stored == file.oid  # no id stored: a copy made before ids
     owns_staging = staging_dir is None
     staging = Path(tempfile.mkdtemp(prefix="weights-") if owns_staging else staging_dir)
     staging.mkdir(parents=True, exist_ok=True)
@@ -232,7 +357,7 @@ def copy_weights_to_s3(
     try:
         for file in files:
             key = f"{prefix}/{file.path}"
-            if existing.get(key) == file.size:
+            if already_there(file, key):
                 result.skipped.append(file.path)
                 bar.update(file.size)
                 continue
@@ -241,13 +366,16 @@ def copy_weights_to_s3(
                                          local_dir=staging, endpoint=endpoint))
             result.peak_disk_bytes = max(result.peak_disk_bytes, _folder_bytes(staging))
             bar.set_postfix_str(f"uploading {file.path}", refresh=True)
-            s3_client.upload_file(str(local), bucket, key, Callback=bar.update, Config=transfer)
+            s3_client.upload_file(str(local), bucket, key, Callback=bar.update, Config=transfer,
+                                  ExtraArgs={"Metadata": {**labels, OID_METADATA: file.oid}})
             if on_file_done is not None:
                 on_file_done(file, local)
             local.unlink()
             # hf_hub_download's per-file metadata: gone too, so nothing accumulates.
             shutil.rmtree(staging / ".cache", ignore_errors=True)
             result.uploaded.append(file.path)
+        if result.uploaded or recorded != {f.path: f.oid for f in files}:
+            _write_manifest(s3_client, bucket, manifest_key, repo_id, revision, files, labels)
         bar.set_postfix_str("done", refresh=True)
     finally:
         bar.close()
@@ -256,6 +384,21 @@ def copy_weights_to_s3(
         if owns_staging:
             shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def _write_manifest(s3_client: Any, bucket: str, key: str, repo_id: str,
+                    revision: str | None, files: Sequence[WeightFile],
+                    labels: Mapping[str, str]) -> None:
+    import datetime
+
+    body = json.dumps({
+        "model_id": repo_id,
+        "revision": revision or "main",
+        "completed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "files": [{"path": f.path, "size": f.size, "oid": f.oid} for f in files],
+    }, indent=1).encode()
+    s3_client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json",
+                         Metadata=dict(labels))
 
 
 class _NoBar:

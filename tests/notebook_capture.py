@@ -22,7 +22,7 @@ from typing import Any
 import nbformat
 import pytest
 
-__all__ = ["NotebookRun", "executed_notebook", "runs"]
+__all__ = ["NotebookRun", "executed_notebook", "record_executed", "runs"]
 
 EXECUTED_DIR_ENV = "RECIPES_EXECUTED_DIR"
 
@@ -77,6 +77,21 @@ def executed_notebook(path: Path) -> nbformat.NotebookNode | None:
                 out["execution_count"] = number + 1
         cell.execution_count = number + 1
     return notebook
+
+
+def record_executed(path: Path, notebook: nbformat.NotebookNode) -> None:
+    """Record a notebook that a test ran itself (nbclient), as if nbval had run it.
+
+    Later tests then read it with :func:`executed_notebook` instead of running it again; a
+    cell with an ``error`` output counts as failed.
+    """
+    run = NotebookRun(Path(path).resolve())
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for number, cell in enumerate(code):
+        outputs = list(cell.get("outputs", []))
+        run.outputs[number] = [copy.deepcopy(dict(out)) for out in outputs]
+        run.passed[number] = not any(out.get("output_type") == "error" for out in outputs)
+    _RUNS[run.path] = run
 
 
 @pytest.hookimpl(hookwrapper=True)

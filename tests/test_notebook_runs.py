@@ -14,7 +14,6 @@ import ast
 import json
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import nbformat
 import pytest
 from botocore.exceptions import ClientError
+from kernel_env import environment, studio_kernel
 from notebook_capture import executed_notebook
 from secret_patterns import find_secrets
 
@@ -50,26 +50,14 @@ class PairRun:
     stack: Any
 
 
-@contextmanager
-def _environment(values: dict[str, str]):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _execute(path: Path) -> nbformat.NotebookNode:
+def _execute(path: Path, *, allow_errors: bool = False) -> nbformat.NotebookNode:
+    """Run a notebook with nbclient, headless, in the fresh Studio-like kernel."""
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    with _environment(HEADLESS_NOTEBOOK_ENV):
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
+    with environment(HEADLESS_NOTEBOOK_ENV):
+        NotebookClient(notebook, timeout=600, kernel_name=studio_kernel(),
+                       allow_errors=allow_errors,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     return notebook
 
@@ -126,7 +114,7 @@ def pair(request, local_stack) -> PairRun:
         deploy, inference = executed_notebook(deploy_path), executed_notebook(inference_path)
         if deploy is None or inference is None:
             deploy, inference = _execute(deploy_path), _execute(inference_path)
-        endpoint_name = _stdout(_code_cell(deploy, "endpoint_name = ")).strip()
+        endpoint_name = _stdout(_code_cell(deploy, "RUN_ID = ")).strip()
         requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint_name]
         _RUN_CACHE[request.param] = PairRun(container, deploy, inference, endpoint_name,
                                             requests, local_stack)
@@ -251,15 +239,18 @@ def test_the_blocking_call_and_the_chart_were_shown(pair):
 def test_the_lmi_weights_went_to_s3(pair):
     if pair.container != "lmi":
         pytest.skip("TGI downloads the weights from the hub itself")
-    summary = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).strip()
-    match = re.fullmatch(r"(\d+) files uploaded, 0 already in S3; .*\n-> (s3://\S+/model/)",
-                         summary)
-    assert match, summary
-    # The clean-up has deleted the objects since: compare with what the hub offers.
     import common
 
+    summary = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).strip()
     size = re.match(r"llama-2-(\d+b)-chat", pair.endpoint_name).group(1)
     repo = common.get_preset(size, "lmi").model_id
+    prefix = common.weights_prefix(repo)  # one copy per model and revision, not per run
+    # The first deploy of this model in the session copies; a later one reuses the copy.
+    match = (re.fullmatch(r"(\d+) files uploaded, 0 already in S3; .*\n-> (s3://\S+/)", summary)
+             or re.fullmatch(r"All (\d+) files .* already in S3 from an earlier copy of this "
+                             r"model and revision: nothing copied\n-> (s3://\S+/)", summary))
+    assert match, summary
+    assert match.group(2).endswith(f"/{prefix}/"), summary
     files = {f.path for f in common.list_weight_files(
         repo, endpoint=pair.stack.env["HF_ENDPOINT"])}
     assert int(match.group(1)) == len(files) > 0
@@ -278,11 +269,15 @@ def test_clean_up_deleted_everything_the_recipe_created(pair):
     with pytest.raises(ClientError):
         client.describe_model(ModelName=pair.endpoint_name)
     if pair.container == "lmi":
-        uploaded = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).split()[-1]
-        bucket, _, prefix = uploaded.removeprefix("s3://").partition("/")
-        listing = pair.stack.client("s3").list_objects_v2(
-            Bucket=bucket, Prefix=prefix.rsplit("/model/", 1)[0] + "/")
-        assert listing["KeyCount"] == 0, "the S3 prefix was not deleted"
+        import common
+
+        weights = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).split()[-1]
+        bucket, _, weights_prefix = weights.removeprefix("s3://").partition("/")
+        s3 = pair.stack.client("s3")
+        run = s3.list_objects_v2(Bucket=bucket, Prefix=common.run_prefix(pair.endpoint_name))
+        assert run["KeyCount"] == 0, "the run's own S3 files were not deleted"
+        kept = s3.list_objects_v2(Bucket=bucket, Prefix=weights_prefix)
+        assert kept["KeyCount"] > 0, "the shared weight copy was deleted with one run"
 
 
 def test_no_notebook_or_output_holds_a_token(pair):

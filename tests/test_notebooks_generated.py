@@ -226,8 +226,73 @@ def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
         "LEAST_OUTSTANDING_REQUESTS")
     (variant,) = _calls(tree, "ProductionVariant")
     assert "container_startup_health_check_timeout_in_seconds" in _keywords(variant)
-    stored = [s for s in sources if s.startswith("%store ")]
-    assert stored and {"endpoint_name", "preset", "region"} <= set(stored[0].split())
+    key = _state_key(path)
+    stored = [s for s in sources if f"\n%store {key}" in s]
+    assert len(stored) == 2, "stored before anything is created, and again after the wait"
+    first = _dict_literals(path)[key]
+    assert {"recipe", "run", "region", "status", "preset", "endpoint_name",
+            "endpoint_config_name", "model_name", "s3_uri"} <= set(first)
+    assert first["status"] == "creating"
+    store_at = source.index(f"%store {key}")
+    for creation in ("Model.create(", "copy_weights_to_s3(", "put_object("):
+        assert creation not in source or store_at < source.index(creation), (
+            f"the names must be stored before {creation}")
+    for create in ("Model.create", "EndpointConfig.create", "Endpoint.create"):
+        (call,) = _calls(tree, create)
+        assert ast.unparse(_keywords(call)["tags"]) == "tags.sdk()", f"{create} is not tagged"
+    (tags,) = _calls(tree, "common.recipe_tags")
+    assert ast.literal_eval(tags.args[0]) == _slug(path)
+
+
+def _slug(path: Path) -> str:
+    """The recipe's slug, e.g. llama-2-7b-chat-tgi, from its notebook's folder and name."""
+    size = re.search(r"llama-2-(\d+b)-chat", path.name).group(1)
+    container = "lmi" if "-lmi" in path.name else "tgi"
+    return f"llama-2-{size}-chat-{container}"
+
+
+def _state_key(path: Path) -> str:
+    return "recipe_" + _slug(path).replace("-", "_")
+
+
+NOTEBOOKS_AND_SCALE = NOTEBOOKS + SCALE
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS_AND_SCALE, ids=_id)
+def test_every_notebook_installs_then_imports_in_the_same_kernel(path):
+    sources = _code_cells(path)
+    assert sources[0] == "%pip install -q -r ../../requirements.txt"
+    reload = sources[1]
+    tree = _python(reload)
+    assert _calls(tree, "site.addsitedir") and _calls(tree, "importlib.invalidate_caches")
+    assert all("import common" not in s for s in sources[:2]), "common before the re-read"
+    assert any(re.search(r"^import common$", s, re.M) for s in sources[2:4])
+
+
+@pytest.mark.parametrize("path", DEPLOY, ids=_id)
+def test_the_deploy_notebook_ends_with_a_clean_up_that_spares_a_healthy_endpoint(path):
+    source = _code_cells(path)[-1]
+    key = _state_key(path)
+    assert source.startswith(f"{key} = None") and f"\n%store -r {key}\n" in source
+    (delete,) = _calls(_python(source), "common.delete_endpoint_resources")
+    keywords = _keywords(delete)
+    assert ast.literal_eval(keywords["keep_in_service"]) is True
+    assert {"endpoint_config_name", "model_name", "s3_uri"} <= set(keywords)
+    assert "CLEAN_UP" not in source, "it needs no flag: it never deletes an InService endpoint"
+
+
+@pytest.mark.parametrize("path", INFERENCE, ids=_id)
+def test_inference_restores_its_own_recipe_and_checks_the_endpoint(path):
+    key = _state_key(path)
+    (source,) = [s for s in _code_cells(path) if "common.check_recipe_endpoint" in s]
+    assert source.startswith(f"{key} = None") and f"\n%store -r {key}\n" in source
+    (check,) = _calls(_python(source), "common.check_recipe_endpoint")
+    keywords = {k: ast.literal_eval(v) for k, v in _keywords(check).items()}
+    assert keywords["recipe"] == _slug(path)
+    assert keywords["container"] == ("lmi" if "-lmi-" in path.name else "tgi")
+    assert keywords["model_id"].startswith("meta-llama/Llama-2-")
+    assert keywords["deploy_notebook"].startswith("1-deploy-")
+    assert "%store -r endpoint_name" not in "\n".join(_code_cells(path)), "a shared key"
 
 
 @pytest.mark.parametrize("path", [p for p in DEPLOY if "-lmi" in p.name], ids=_id)

@@ -7,6 +7,7 @@ request, the trust policy, the role policy), the test runs it and checks that it
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import uuid
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 import pytest
 
 import common
+from common.endpoints import delete_endpoint_resources
 from common.local.quotas import APPLIED_VALUE
 from common.preflight import FAILED, NOT_CHECKED, PASSED, check_model_access
 
@@ -136,10 +138,8 @@ def test_instances_already_in_use_count_against_the_quota(local_stack):
                 "Instances. Please use AWS Service Quotas to request an increase for this "
                 "quota. If AWS Service Quotas is not available, contact AWS support to "
                 "request an increase for this quota.")
-    finally:
-        sagemaker.delete_endpoint(EndpointName=name)
-        sagemaker.delete_endpoint_config(EndpointConfigName=name)
-        sagemaker.delete_model(ModelName=name)
+    finally:  # waits while the endpoint is Creating: SageMaker refuses to delete it then
+        delete_endpoint_resources(name, sagemaker_client=sagemaker, out=io.StringIO())
 
 
 def test_a_quota_without_an_applied_value_is_read_from_the_defaults(local_stack):
@@ -252,14 +252,47 @@ def test_without_a_token_the_local_hub_answers_as_the_hub_does(local_stack):
 # --------------------------------------------------------------------------- the disk
 
 
-def test_a_small_disk_fails_with_the_space_size_and_the_no_disk_option(local_stack):
-    error = _failure(local_stack, LMI, disk_free=lambda path: 1000)
+def test_a_small_disk_fails_with_the_folder_and_the_no_disk_option(local_stack, tmp_path):
+    staging = tmp_path / "not-yet" / "staging"  # measured where it will be: its parent
+    measured: list[str] = []
+
+    def free(path: str) -> int:
+        measured.append(path)
+        return 1000
+
+    error = _failure(local_stack, LMI, weights="s3", staging_dir=staging, disk_free=free)
     (failure,) = error.failures
+    assert measured == [str(tmp_path)]
     assert failure.check == "Notebook disk"
-    assert "1.0 kB free" in failure.detail and "for the largest file" in failure.detail
-    assert "set its storage to at least 5 GB" in failure.fix
+    assert "1.0 kB free in " + str(staging) in failure.detail
+    assert "for the largest file" in failure.detail
+    assert f"free space on the disk that holds {staging}" in failure.fix  # not Studio here
     assert "HF_MODEL_ID = 'meta-llama/Llama-2-7b-chat-hf'" in failure.fix
-    assert "weights='hub'" in failure.fix
+    assert "WEIGHTS = 'hub'" in failure.fix and "weights='hub'" in failure.fix
+
+
+def _studio_disk(local_stack, staging, home):
+    from common.preflight import check_disk
+
+    return check_disk(LMI, "copy", staging_dir=str(staging), disk_free=lambda path: 1000,
+                      endpoint=local_stack.env["HF_ENDPOINT"], home=str(home), in_studio=True)
+
+
+def test_in_studio_a_small_home_volume_says_to_resize_the_space(local_stack, tmp_path):
+    result = _studio_disk(local_stack, tmp_path / "staging", home=tmp_path)
+    assert result.status == FAILED and "(the home folder's volume)" in result.detail
+    assert "is on the space's own volume (your home folder)" in result.fix
+    assert "give the space at least 5 GB of storage" in result.fix
+    assert "Edit space -> Storage (GB)" in result.fix
+
+
+def test_in_studio_a_small_temporary_folder_says_to_stage_on_the_home_volume(local_stack,
+                                                                           tmp_path):
+    result = _studio_disk(local_stack, tmp_path / "staging", home="/proc")  # another volume
+    assert result.status == FAILED and "(not the home folder's volume)" in result.detail
+    assert "on the space's container storage, which Studio cannot resize" in result.fix
+    assert "STAGING_DIR = Path.home() / 'llama-2-recipes-staging'" in result.fix
+    assert "give the space at least 5 GB of storage" in result.fix
 
 
 def test_the_copy_needs_only_the_largest_file_and_the_snapshot_the_whole_model(local_stack):

@@ -77,14 +77,15 @@ def _client(saved: dict, service: str):
                         config=Config(proxies={"https": env["HTTPS_PROXY"]}))
 
 
-def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(stand_in):
+def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(
+        stand_in, notebook_kernel):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     deploy, _ = recipe_paths("tgi", "7b", root=ROOT)  # ml.g5.2xlarge
     notebook = nbformat.read(deploy, as_version=4)
     kernel_env = {**_command_env(), **stand_in["env"], **HEADLESS_NOTEBOOK_ENV}
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+    client = NotebookClient(notebook, timeout=600, kernel_name=notebook_kernel,
                             resources={"metadata": {"path": str(deploy.parent)}})
     started = time.monotonic()
     with pytest.raises(CellExecutionError):

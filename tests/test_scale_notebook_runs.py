@@ -54,7 +54,7 @@ def scale_run(request, local_stack) -> ScaleRun:
         path = scale_path(container, size, root=ROOT)
         notebook = executed_notebook(path) or _execute(path)
         endpoint_name, component = _stdout(
-            _code_cell(notebook, "endpoint_name = ")).split()
+            _code_cell(notebook, "RUN_ID = ")).split()
         requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint_name]
         events = [e for e in local_stack.scaling_events()
                   if e.get("resource") in {component, endpoint_name,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 from pathlib import Path
 
 import nbformat
@@ -104,10 +105,60 @@ def test_it_streams_sweeps_and_scales_as_aws_documents(path):
 def test_the_clean_up_is_guarded_and_names_everything(path):
     last = _code(path)[-1]
     assert 'CLEAN_UP = os.environ.get("RECIPES_CLEAN_UP") == "1"' in last
-    call = _kw(_calls(ast.parse(last), "common.delete_scaling_resources")[0])
-    assert call["alarm_names"] == "[NO_CAPACITY_ALARM]"
-    assert call["policy_names"] == "[TARGET_TRACKING_POLICY, SCALE_FROM_ZERO_POLICY]"
-    assert ("s3_uri" in call) == ("lmi" in path.name)
+    tree = ast.parse(TransformerManager().transform_cell(last))
+    call = _kw(_calls(tree, "common.delete_scaling_resources")[0])
+    # Every name comes from what was stored before anything was created.
+    for name in ("inference_component", "endpoint_name", "endpoint_config_name", "model_name",
+                 "alarm_names", "policy_names", "s3_uri"):
+        assert call[name] == f"stored['{name}']", name
+    key = _state_key(path)
+    assert last.count(f"%store -r {key}") == 1 and f"{key} = None" in last
+
+
+def _state_key(path: Path) -> str:
+    size = re.search(r"llama-2-(\d+b)-chat", path.name).group(1)
+    container = "lmi" if "-lmi" in path.name else "tgi"
+    return f"recipe_llama_2_{size}_chat_{container}_scale"
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_every_name_is_defined_and_stored_before_the_first_create(path):
+    sources = _code(path)
+    (names,) = [i for i, s in enumerate(sources) if s.startswith("RUN_ID = ")]
+    (stored,) = [i for i, s in enumerate(sources) if f"\n%store {_state_key(path)}" in s]
+    first_create = min(i for i, s in enumerate(sources)
+                       if any(c in s for c in ("Model.create(", "copy_weights_to_s3(",
+                                               "put_object(", "register_scalable_target(")))
+    assert names < stored < first_create
+    defined = {target.id for node in ast.walk(ast.parse(sources[names]))
+               if isinstance(node, ast.Assign) for target in node.targets
+               if isinstance(target, ast.Name)}
+    assert {"endpoint_name", "model_name", "endpoint_config_name", "inference_component_name",
+            "resource_id", "dimension", "TARGET_TRACKING_POLICY", "SCALE_FROM_ZERO_POLICY",
+            "NO_CAPACITY_ALARM", "tags"} <= defined
+    later = "\n".join(sources[names + 1:])
+    for name in ("TARGET_TRACKING_POLICY", "SCALE_FROM_ZERO_POLICY", "NO_CAPACITY_ALARM",
+                 "resource_id"):
+        assert f"\n{name} = " not in later and not later.startswith(f"{name} = "), name
+    tree = _tree(path)
+    for create in ("Model.create", "EndpointConfig.create", "Endpoint.create",
+                   "InferenceComponent.create"):
+        assert _kw(_calls(tree, create)[0])["tags"] == "tags.sdk()", create
+    alarm = _kw(_calls(tree, "put_metric_alarm")[0])
+    assert "tags.marker" in alarm["AlarmDescription"]
+
+
+@pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)
+def test_the_background_load_has_a_client_pool_that_fits_it(path):
+    tree = _tree(path)
+    (client,) = [c for c in _calls(tree, "common.runtime_client")
+                 if "max_pool_connections" in _kw(c)]
+    assert _kw(client)["max_pool_connections"] == "LOAD_STREAMS"
+    (load,) = _calls(tree, "common.BackgroundLoad")
+    assert ast.unparse(load.args[1]) == "LOAD_STREAMS"
+    (invoke,) = [c for c in _calls(tree, "common.invoke_stream")
+                 if ast.unparse(c.args[0]) == "load_runtime"]
+    assert invoke
 
 
 DEPLOY = [generator.recipe_paths(c, s, root=ROOT)[0] for c, s in generator.RECIPES]

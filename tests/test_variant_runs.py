@@ -66,7 +66,7 @@ def _run_pair(local_stack, repo: str, container: str, out: Path):
     printed = _stdout(settings)
     assert "KV cache per token: 2 x" in printed and "MAX_TOTAL_TOKENS" in printed
     endpoint = _stdout(next(c for c in deploy.cells if c.cell_type == "code"
-                            and c.source.startswith("endpoint_name = "))).strip()
+                            and c.source.startswith("RUN_ID = "))).strip()
     requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint
                 and r["operation"] == "InvokeEndpointWithResponseStream"]
     bodies = [json.loads(r["body"]) if isinstance(r["body"], (str, bytes)) else r["body"]

@@ -8,6 +8,7 @@ each file is fullest (downloaded, uploaded, not yet deleted).
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import uuid
@@ -163,3 +164,63 @@ def test_a_gated_model_without_access_is_refused_before_any_upload(local_stack):
     finally:
         local_stack.hub_api.allow(repo)
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_a_complete_copy_is_reused_and_says_so(local_stack, sharded_model):
+    repo_id, files = sharded_model
+    wanted = _copied(files)
+    s3 = local_stack.client("s3")
+    bucket = _bucket(local_stack)
+    prefix = common.weights_prefix(repo_id)
+    options = {"s3_client": s3, "endpoint": local_stack.env["HF_ENDPOINT"], "progress": False}
+    first = common.copy_weights_to_s3(repo_id, bucket, prefix, **options)
+    assert sorted(first.uploaded) == sorted(wanted) and not first.reused
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}.manifest.json")
+                          ["Body"].read())
+    assert manifest["model_id"] == repo_id and manifest["revision"] == "main"
+    assert {f["path"] for f in manifest["files"]} == set(wanted)
+    assert all(f["oid"] for f in manifest["files"]), "the Hub's content ids are recorded"
+    head = s3.head_object(Bucket=bucket, Key=f"{prefix}/config.json")
+    assert head["Metadata"]["llama-recipes-model"] == repo_id
+    downloads_before = _downloads(local_stack, repo_id)
+
+    again = common.copy_weights_to_s3(repo_id, bucket, prefix, **options)
+
+    assert again.reused and again.uploaded == [] and sorted(again.skipped) == sorted(wanted)
+    assert _downloads(local_stack, repo_id) == downloads_before, "a complete copy downloads"
+    assert again.summary().startswith(f"All {len(wanted)} files (")
+    assert "already in S3 from an earlier copy of this model and revision" in again.summary()
+    assert again.uri == f"s3://{bucket}/{prefix}/"
+
+
+def test_an_object_of_the_right_size_but_other_content_is_copied_again(local_stack,
+                                                                        sharded_model):
+    repo_id, files = sharded_model
+    s3 = local_stack.client("s3")
+    bucket = _bucket(local_stack)
+    options = {"s3_client": s3, "endpoint": local_stack.env["HF_ENDPOINT"], "progress": False}
+    common.copy_weights_to_s3(repo_id, bucket, "moved/model", **options)
+    # The branch moved on: same size, other bytes (another content id); no manifest entry.
+    shard = "model-00004-of-00012.safetensors"
+    s3.put_object(Bucket=bucket, Key=f"moved/model/{shard}", Body=bytes(len(files[shard])),
+                  Metadata={"llama-recipes-oid": "an-older-commit's-blob"})
+    s3.delete_object(Bucket=bucket, Key="moved/model.manifest.json")
+
+    result = common.copy_weights_to_s3(repo_id, bucket, "moved/model", **options)
+
+    assert result.uploaded == [shard]
+    body = s3.get_object(Bucket=bucket, Key=f"moved/model/{shard}")["Body"].read()
+    assert body == files[shard]
+
+
+def test_weight_and_run_prefixes():
+    assert common.weights_prefix("meta-llama/Llama-2-7b-chat-hf") == (
+        "llama-2-recipes/weights/meta-llama/Llama-2-7b-chat-hf/main")
+    assert common.weights_prefix("meta-llama/Llama-2-7b-chat-hf", "refs/pr/3").endswith(
+        "/Llama-2-7b-chat-hf/refs--pr--3")
+    assert common.run_prefix("llama-2-7b-chat-tgi-20261205-101500") == (
+        "llama-2-recipes/runs/llama-2-7b-chat-tgi-20261205-101500")
+    with pytest.raises(ValueError, match="owner/name"):
+        common.weights_prefix("not an id")
+    with pytest.raises(ValueError, match="resource name"):
+        common.run_prefix("a/b")

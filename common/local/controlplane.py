@@ -28,6 +28,8 @@ What is moto and what is ours:
     SageMaker leaves the member out; the v3 SDK's pydantic models reject the empty
     structures, so empty objects are dropped from SageMaker responses.
   - ``CreateEndpoint`` for a name that exists is refused, as SageMaker does (moto overwrote).
+  - ``DeleteEndpoint`` while the endpoint is ``Creating`` or ``Updating`` is refused with
+    SageMaker's "Cannot update in-progress endpoint" (moto deleted it at once).
   - the proxy's per-host certificates are written under the stand-in's work folder instead
     of moto's package folder, and the proxy binds 127.0.0.1 on a free port.
   - the proxy's access log goes to the ``common.local.proxy`` logger instead of stderr.
@@ -673,6 +675,10 @@ class ControlPlane:
                 plane._advance(backend)
                 endpoint = backend.endpoints.get(endpoint_name)
                 life = plane._state.lifecycles.get(plane._key(backend, endpoint_name))
+                if endpoint is not None and endpoint.endpoint_status in ("Creating", "Updating"):
+                    # SageMaker refuses it until the endpoint settles (InService or Failed).
+                    raise ValidationError(
+                        message=f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
                 if endpoint is None or life is None or plane.delete_delay_s <= 0:
                     original["delete_endpoint"](backend, endpoint_name)
                     plane._state.lifecycles.pop(plane._key(backend, endpoint_name), None)

@@ -278,6 +278,7 @@ class LocalStack:
         from common.local.iam_simulator import install as install_iam_simulator
         from common.local.quotas import QuotaBook
         from common.local.quotas import install as install_quotas
+        from common.local.tagging import install_tagging
 
         self.quotas = QuotaBook(EXTRA_INSTANCE_TYPES, self.quota_overrides,
                                 region=self.region, account_id=DEFAULT_ACCOUNT_ID)
@@ -295,6 +296,8 @@ class LocalStack:
                 lambda plane, patch: install_quotas(patch, quotas,
                                                     fleet_size=scaling.fleet_size),
                 install_iam_simulator,
+                # After the scaling model too: the components' tags need its manager.
+                lambda plane, patch: install_tagging(plane, self.scaling.manager, patch),
             ])
         self.control_plane.start()
         self.hub_api = HubApiServer(hf_home / "hub", gated_denied=self.gated_denied,

@@ -179,6 +179,7 @@ class Recipe:
     def context(self) -> dict[str, Any]:
         """Return the template variables of this recipe."""
         from common.presets import LMI_VERSION_SUMMARY
+        from common.recipe_state import state_key
 
         price = None if self.price_per_hour is None else f"{self.price_per_hour:.2f}"
         facts = _CONTAINER_FACTS[self.container]
@@ -200,6 +201,10 @@ class Recipe:
             "preset_edits": self.preset_edits,
             "prompt_format": self.prompt_format,
             "slug": self.slug,
+            # Each recipe's own %store key; the scale notebook is a recipe of its own.
+            "state_key": state_key(self.slug),
+            "scale_recipe": f"{self.slug}-scale",
+            "scale_state_key": state_key(f"{self.slug}-scale"),
             "deploy_notebook": self.deploy_name,
             "inference_notebook": self.inference_name,
             "scale_notebook": self.scale_name,

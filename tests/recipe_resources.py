@@ -1,0 +1,151 @@
+"""Create what a recipe run creates, tagged as the notebooks tag it, straight with boto3.
+
+For the tests of ``common.recipe_state`` and ``common.cleanup`` against the stand-in: each
+helper makes one kind of run (a deploy, a scale run, S3 uploads) in a few calls, with the
+recipe's tags (:mod:`common.tags`), without running a notebook.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from common.tags import RecipeTags, recipe_tags
+from common.weights import run_prefix, weights_prefix
+
+__all__ = ["TGI_IMAGE", "DeployRun", "ScaleRun", "deploy_run", "new_tags", "scale_run",
+           "upload_run_files", "upload_weights", "wait_status"]
+
+TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
+             "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
+MODEL_ID = "meta-llama/Llama-2-7b-chat-hf"
+
+
+def new_tags(recipe: str, *, run: str | None = None, container: str = "tgi") -> RecipeTags:
+    """Tags of a new run of ``recipe`` with a unique run id."""
+    if run is None:
+        run = time.strftime("%Y%m%d-") + f"{uuid.uuid4().int % 1_000_000:06d}"
+    return recipe_tags(recipe, run, model_id=MODEL_ID, container=container)
+
+
+def wait_status(sm: Any, name: str, wanted: set[str], timeout_s: float = 30) -> str:
+    """Poll DescribeEndpoint until its status is one of ``wanted``; return it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = sm.describe_endpoint(EndpointName=name)["EndpointStatus"]
+        if status in wanted or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+@dataclass
+class DeployRun:
+    tags: RecipeTags
+    name: str
+
+
+def deploy_run(sm: Any, role: str, tags: RecipeTags, *, stop_after: str = "endpoint",
+               wait: bool = True) -> DeployRun:
+    """Model, endpoint config and endpoint named ``<recipe>-<run>``, tagged.
+
+    ``stop_after``: ``"model"`` or ``"config"`` for a run that stopped halfway.
+    """
+    name = f"{tags.recipe}-{tags.run}"
+    sm.create_model(ModelName=name, ExecutionRoleArn=role,
+                    PrimaryContainer={"Image": TGI_IMAGE,
+                                      "Environment": {"HF_MODEL_ID": MODEL_ID}},
+                    Tags=tags.aws())
+    if stop_after == "model":
+        return DeployRun(tags, name)
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
+        "InstanceType": "ml.g5.2xlarge"}], Tags=tags.aws())
+    if stop_after == "config":
+        return DeployRun(tags, name)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags.aws())
+    if wait:
+        wait_status(sm, name, {"InService", "Failed"})
+    return DeployRun(tags, name)
+
+
+@dataclass
+class ScaleRun:
+    tags: RecipeTags
+    endpoint: str
+    component: str
+    resource_id: str
+    alarm: str
+    policies: tuple[str, str]
+
+
+IC_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+
+
+def scale_run(clients: dict[str, Any], role: str, tags: RecipeTags) -> ScaleRun:
+    """An inference-component endpoint with a component, a scalable target, two policies and
+    the scale-from-zero alarm, named and tagged as the scale notebooks do."""
+    sm, aas, cw = clients["sagemaker"], clients["application-autoscaling"], clients["cloudwatch"]
+    name = f"{tags.recipe}-{tags.run}"
+    component = f"{name}-ic"
+    sm.create_model(ModelName=name, ExecutionRoleArn=role,
+                    PrimaryContainer={"Image": TGI_IMAGE}, Tags=tags.aws())
+    sm.create_endpoint_config(
+        EndpointConfigName=name, ExecutionRoleArn=role, Tags=tags.aws(),
+        ProductionVariants=[{
+            "VariantName": "AllTraffic", "InstanceType": "ml.g5.2xlarge",
+            "InitialInstanceCount": 1,
+            "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 0,
+                                       "MaxInstanceCount": 2},
+            "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags.aws())
+    wait_status(sm, name, {"InService"})
+    sm.create_inference_component(
+        InferenceComponentName=component, EndpointName=name, VariantName="AllTraffic",
+        Specification={"ModelName": name, "ComputeResourceRequirements": {
+            "NumberOfAcceleratorDevicesRequired": 1, "MinMemoryRequiredInMb": 1024}},
+        RuntimeConfig={"CopyCount": 1}, Tags=tags.aws())
+    resource_id = f"inference-component/{component}"
+    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
+                                 ScalableDimension=IC_DIMENSION, MinCapacity=0, MaxCapacity=2)
+    policies = (f"{component}-target-tracking", f"{component}-scale-out-from-zero")
+    aas.put_scaling_policy(
+        PolicyName=policies[0], ServiceNamespace="sagemaker", ResourceId=resource_id,
+        ScalableDimension=IC_DIMENSION, PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 4.0, "PredefinedMetricSpecification": {
+                "PredefinedMetricType":
+                    "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"}})
+    step = aas.put_scaling_policy(
+        PolicyName=policies[1], ServiceNamespace="sagemaker", ResourceId=resource_id,
+        ScalableDimension=IC_DIMENSION, PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity", "MetricAggregationType": "Maximum",
+            "Cooldown": 60,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]})
+    alarm = f"{component}-no-capacity"
+    cw.put_metric_alarm(
+        AlarmName=alarm, AlarmDescription=f"Scale {component} out from zero {tags.marker}",
+        Namespace="AWS/SageMaker", MetricName="NoCapacityInvocationFailures",
+        Dimensions=[{"Name": "InferenceComponentName", "Value": component}],
+        Statistic="Maximum", Period=30, EvaluationPeriods=1, Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmActions=[step["PolicyARN"]])
+    return ScaleRun(tags, name, component, resource_id, alarm, policies)
+
+
+def upload_run_files(s3: Any, bucket: str, tags: RecipeTags) -> str:
+    """A run's own model.tar.gz with the run's metadata; returns its ``s3://`` prefix."""
+    prefix = run_prefix(f"{tags.recipe}-{tags.run}")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/code/model.tar.gz", Body=b"x" * 100,
+                  Metadata=tags.s3_metadata())
+    return f"s3://{bucket}/{prefix}/"
+
+
+def upload_weights(s3: Any, bucket: str, model_id: str = MODEL_ID) -> str:
+    """Two weight files and the manifest of a complete copy; returns the ``s3://`` prefix."""
+    prefix = weights_prefix(model_id)
+    for name in ("config.json", "model.safetensors"):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=b"{}" * 500)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}.manifest.json", Body=b"{}")
+    return f"s3://{bucket}/{prefix}/"
