@@ -12,15 +12,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from common.gpu_drivers import inference_ami_version
 from common.tags import RecipeTags, recipe_tags
 from common.weights import run_prefix, weights_prefix
 
-__all__ = ["TGI_IMAGE", "DeployRun", "ScaleRun", "deploy_run", "new_tags", "scale_run",
+__all__ = ["HOST_AMI", "TGI_IMAGE", "DeployRun", "ScaleRun", "deploy_run", "new_tags", "scale_run",
            "upload_run_files", "upload_weights", "wait_status"]
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
              "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
 MODEL_ID = "meta-llama/Llama-2-7b-chat-hf"
+HOST_AMI = inference_ami_version(TGI_IMAGE, "ml.g5.2xlarge")
+"""The host image the recipes pin for this image on ml.g5 (the stand-in fails an endpoint on
+the family's default driver, as SageMaker does)."""
 
 
 def new_tags(recipe: str, *, run: str | None = None, container: str = "tgi") -> RecipeTags:
@@ -61,7 +65,7 @@ def deploy_run(sm: Any, role: str, tags: RecipeTags, *, stop_after: str = "endpo
         return DeployRun(tags, name)
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-        "InstanceType": "ml.g5.2xlarge"}], Tags=tags.aws())
+        "InstanceType": "ml.g5.2xlarge", "InferenceAmiVersion": HOST_AMI}], Tags=tags.aws())
     if stop_after == "config":
         return DeployRun(tags, name)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags.aws())
@@ -95,7 +99,7 @@ def scale_run(clients: dict[str, Any], role: str, tags: RecipeTags) -> ScaleRun:
         EndpointConfigName=name, ExecutionRoleArn=role, Tags=tags.aws(),
         ProductionVariants=[{
             "VariantName": "AllTraffic", "InstanceType": "ml.g5.2xlarge",
-            "InitialInstanceCount": 1,
+            "InitialInstanceCount": 1, "InferenceAmiVersion": HOST_AMI,
             "ManagedInstanceScaling": {"Status": "ENABLED", "MinInstanceCount": 0,
                                        "MaxInstanceCount": 2},
             "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}}])

@@ -4,7 +4,7 @@ its own recipe's live endpoint, or the error says which notebook or cell to run.
 from __future__ import annotations
 
 import pytest
-from recipe_resources import MODEL_ID, deploy_run, new_tags
+from recipe_resources import HOST_AMI, MODEL_ID, deploy_run, new_tags
 
 import common
 from common.recipe_state import state_key
@@ -113,7 +113,7 @@ def test_an_untagged_endpoint_is_not_taken_for_the_recipes(local_stack, sm):
                     PrimaryContainer={"Image": "tgi"})
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-        "InstanceType": "ml.g5.2xlarge"}])
+        "InstanceType": "ml.g5.2xlarge", "InferenceAmiVersion": HOST_AMI}])
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     try:
         common.wait_for_endpoint(name, sagemaker_client=sm, progress=False)
