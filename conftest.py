@@ -21,6 +21,7 @@ given (or ``RECIPES_NOTEBOOK_KERNEL=current``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,21 +70,126 @@ def _ensure_stack() -> LocalStack:
     return _stack
 
 
+# --------------------------------------------------------------------------- parallel runs
+#
+# `python -m pytest -n auto` (pytest-xdist) runs the suite on worker processes, each with
+# its own stand-in and its own fresh notebook kernel environment. A worker takes a *unit of
+# work* whole (xdist_scope below): a test file, or a test of its own where one test is long,
+# or a recipe's notebooks together with the tests that read what those notebooks did. The
+# units are handed out longest first (the order pytest_collection_modifyitems gives them),
+# so that no long unit is left to run alone at the end.
+
+_RECIPE_ID = re.compile(r"\[(7b|13b|70b)-(tgi|lmi)\]")
+_NOTEBOOK = re.compile(r"llama-2-(?:hf-tgi|lmi)/llama-2-(7b|13b|70b)-chat(?:-hf)?/"
+                       r"(1-deploy|2-inference|3-scale)-[^:]+-(tgi|lmi)(?:-streaming)?\.ipynb")
+SIDE_BY_SIDE_TEST = ("tests/test_fresh_studio.py::"
+                     "test_two_recipes_side_by_side_each_inference_streams_from_its_own")
+_PAIR_RUNS = "tests/test_notebook_runs.py::"
+_SCALE_RUNS = "tests/test_scale_notebook_runs.py::"
+_ONE_TEST_EACH = ("tests/test_variant_runs.py", "tests/test_fresh_studio.py",
+                  "tests/test_preflight_notebook.py")
+"""Files whose tests each take tens of seconds: each test is a unit of its own."""
+_BROWSER = re.compile(r"tests/test_browser\w*\.py")
+"""The browser tests (JupyterLab and Chromium each): one unit, so that two never run at once
+on a small machine (a starved JupyterLab shows dialogs that take the test's clicks)."""
+_LONG_FIRST = (
+    # (unit of work pattern, rank): lower ranks are handed out first. Rough seconds on two
+    # cores: the browser tests 170 in all, the side-by-side 7B pairs 90 (the fresh kernel's
+    # first %pip installs everything), a variant pair 25, the model backend 40, a recipe's
+    # deploy + inference 40, a scale notebook 30; everything else a few seconds per file.
+    (re.compile(r"browser tests"), 0),
+    (re.compile(r"recipe pair 7b"), 1),
+    (re.compile(r"tests/test_variant_runs\.py"), 2),
+    (re.compile(r"tests/test_model_backend\.py|tests/test_fresh_studio\.py"), 3),
+    (re.compile(r"recipe (pair|scale) "), 4),
+    (re.compile(r"tests/test_(preflight_notebook|weights|strict_rules|cleanup|demo_output|"
+                r"fuzz_decoders|local_components|docs_commands|stop)\.py"), 5),
+)
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work a worker takes whole, for a test's node id.
+
+    * ``recipe pair 7b``: the 7B TGI and LMI deploy and inference notebooks, run side by side
+      (by ``SIDE_BY_SIDE_TEST``, or by nbval when that test is not collected), with
+      ``test_notebook_runs.py``'s tests of those two recipes, which read what they did;
+    * ``recipe pair 13b-tgi`` (and so on): the other recipes' deploy and inference notebooks
+      (deploy first: inference restores what deploy stored) with their ``test_notebook_runs``;
+    * ``recipe scale 7b-tgi`` (and so on): a scale notebook with its ``test_scale_notebook_runs``;
+    * ``browser tests``: every browser test, one after the other;
+    * a test of its own in ``_ONE_TEST_EACH``; otherwise the test's file.
+    """
+    path, _, rest = nodeid.partition("::")
+    notebook = _NOTEBOOK.search(path)
+    if notebook:
+        size, kind, container = notebook.groups()
+        return _recipe_unit("scale" if kind == "3-scale" else "pair", size, container)
+    if nodeid == SIDE_BY_SIDE_TEST:
+        return "recipe pair 7b"
+    recipe = _RECIPE_ID.search(rest)
+    if recipe and nodeid.startswith((_PAIR_RUNS, _SCALE_RUNS)):
+        kind = "pair" if nodeid.startswith(_PAIR_RUNS) else "scale"
+        return _recipe_unit(kind, *recipe.groups())
+    if _BROWSER.fullmatch(path):
+        return "browser tests"
+    if path in _ONE_TEST_EACH:
+        return nodeid
+    return path
+
+
+def _recipe_unit(kind: str, size: str, container: str) -> str:
+    if kind == "pair" and size == "7b":
+        return "recipe pair 7b"  # both 7B recipes, side by side
+    return f"recipe {kind} {size}-{container}"
+
+
+def _rank(scope: str) -> int:
+    return next((rank for pattern, rank in _LONG_FIRST if pattern.match(scope)),
+                len(_LONG_FIRST))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than the machine has CPUs. About a third of the suite's
+    time is waiting -- on notebook kernels, JupyterLab, and the stand-in's simulated clock
+    (a scale notebook sleeps through its scale-in) -- which a third worker fills on two
+    cores (measured: 8 min 14 s with three workers, 10 min 1 s with two)."""
+    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1) + 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Hand out :func:`xdist_scope` units, in the order collected (longest first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RecipeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    config.option.loadscopereorder = False  # keep our order, not "most tests first"
+    return RecipeScheduling(config, log)
+
+
+def _longest_first(items: list[pytest.Item]) -> None:
+    """Sort the items by their unit's rank, keeping the collected order within a rank (so a
+    notebook's cells, deploy before inference, and a test after the run it reads)."""
+    ranks = {id(item): _rank(xdist_scope(item.nodeid)) for item in items}
+    items.sort(key=lambda item: ranks[id(item)])
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     """Start the stand-in before nbval starts a kernel, if any notebook is collected, and give
     nbval the fresh Studio-like kernel (unless a kernel was chosen on the command line)."""
     _deselect_what_the_side_by_side_test_runs(config, items)
+    _longest_first(items)
     if not config.option.collectonly and any(item.path.suffix == ".ipynb" for item in items):
         _ensure_stack()
         option = config.option
         if not (getattr(option, "nbval_kernel_name", None)
                 or getattr(option, "nbval_current_env", False)):
             option.nbval_kernel_name = studio_kernel()
-
-
-SIDE_BY_SIDE_TEST = ("tests/test_fresh_studio.py::"
-                     "test_two_recipes_side_by_side_each_inference_streams_from_its_own")
 
 
 def _deselect_what_the_side_by_side_test_runs(config: pytest.Config,

@@ -161,6 +161,6 @@ fi
 if [ "$what" = demo ]; then
   next=".venv/bin/python -m common.local demo"
 else
-  next=".venv/bin/python -m pytest   (the tests; bash .ci/run runs setup and them)"
+  next=".venv/bin/python -m pytest -n auto   (the tests; bash .ci/run runs setup and them)"
 fi
 echo "Setup ($what) done in $(seconds_since "$setup_started"). Next: $next"

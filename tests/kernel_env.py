@@ -17,6 +17,19 @@ environment instead of the test environment (where ``common`` is installed alrea
   returns the kernel's name; nbval gets it as ``--nbval-kernel-name`` from the root
   ``conftest.py``, nbclient-based tests pass it as ``kernel_name``.
 
+Two kinds, one each per process, built on first use:
+
+* ``studio_kernel(fresh=True)``: exactly a new Studio space's kernel (ipykernel and the SDK
+  v2). Its first notebook's ``%pip`` installs everything -- the SDK v3 over v2, and
+  ``common`` -- which takes 40 to 90 s; ``tests/test_fresh_studio.py`` runs the first
+  notebooks of its side-by-side test in it (the issue's "done when").
+* ``studio_kernel()``: the same environment, then the requirements a ``%pip`` cell would add
+  installed already -- all of ``requirements.txt`` but its ``-e ../..`` line, i.e. everything
+  but this repository's ``common`` (with uv, from its cache: seconds). Every other notebook
+  test runs here: the ``%pip`` cell, unmodified, still has to install ``common`` and the cell
+  after it still has to make it importable without a restart, but no worker pays the
+  first full install again.
+
 The kernelspec has its own name, not ``python3``, so what else starts a ``python3`` kernel in
 the session (the demo command, JupyterLab in the browser test) keeps the test environment.
 ``RECIPES_NOTEBOOK_KERNEL=current`` skips all this (the notebooks run in ``python3``, the test
@@ -40,11 +53,14 @@ from pathlib import Path
 
 from common.local.installer import find_uv, pip_config_environment
 
-__all__ = ["KERNEL_ENV_VAR", "KERNEL_NAME", "STUDIO_PACKAGES", "KernelEnv",
+__all__ = ["KERNEL_ENV_VAR", "KERNEL_NAME", "STUDIO_PACKAGES", "WARM_KERNEL_NAME", "KernelEnv",
            "create_kernel_env", "current_env", "environment", "studio_kernel"]
 
 KERNEL_NAME = "recipes-fresh-studio"
-"""The kernelspec of the throwaway environment."""
+"""The kernelspec of the fresh throwaway environment (ipykernel and the SDK v2 only)."""
+WARM_KERNEL_NAME = "recipes-studio-warm"
+"""The kernelspec of the throwaway environment with every requirement but ``common``."""
+REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements.txt"
 KERNEL_ENV_VAR = "RECIPES_NOTEBOOK_KERNEL"
 """``current``: run the notebooks in the test environment's ``python3`` kernel instead."""
 STUDIO_PACKAGES = ("ipykernel", "sagemaker<3")
@@ -70,8 +86,12 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
                            f"{' '.join(argv)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def create_kernel_env(root: Path, *, kernel_name: str = KERNEL_NAME) -> KernelEnv:
+def create_kernel_env(root: Path, *, kernel_name: str = KERNEL_NAME,
+                      warm: bool = False) -> KernelEnv:
     """Build the throwaway environment in ``root`` (a new or empty folder).
+
+    ``warm``: also install every line of ``requirements.txt`` but its ``-e`` one (what the
+    notebooks' ``%pip`` would add, but ``common``).
 
     Returns:
         The :class:`KernelEnv`.
@@ -90,6 +110,12 @@ def create_kernel_env(root: Path, *, kernel_name: str = KERNEL_NAME) -> KernelEn
     _run([uv, "venv", "--quiet", "--seed", "--python", sys.executable, str(root)], sources)
     python = root / "bin" / "python"
     _run([uv, "pip", "install", "--quiet", "--python", str(python), *STUDIO_PACKAGES], sources)
+    if warm:
+        wanted = root / "requirements-but-common.txt"
+        wanted.write_text("".join(line + "\n" for line in REQUIREMENTS.read_text().splitlines()
+                                  if not line.strip().startswith("-e")))
+        _run([uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(wanted)],
+             sources)
     probe = subprocess.run([str(python), "-c", "import common"], capture_output=True,
                            env={**os.environ, "PYTHONPATH": ""}, cwd=root, check=False)
     if probe.returncode == 0:
@@ -100,7 +126,8 @@ def create_kernel_env(root: Path, *, kernel_name: str = KERNEL_NAME) -> KernelEn
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (fresh Studio-like environment)",
+        "display_name": ("Python 3 (Studio-like environment, requirements but common)" if warm
+                         else "Python 3 (fresh Studio-like environment)"),
         "language": "python",
         "env": {"PYTHONPATH": ""},
     }, indent=1))
@@ -108,32 +135,36 @@ def create_kernel_env(root: Path, *, kernel_name: str = KERNEL_NAME) -> KernelEn
                      time.perf_counter() - started)
 
 
-_ENV: KernelEnv | None = None
+_ENVS: dict[bool, KernelEnv] = {}
 
 
-def studio_kernel() -> str:
-    """Build (once per process) and register the throwaway kernel; return its name.
+def studio_kernel(*, fresh: bool = False) -> str:
+    """Build (once per process and kind) and register a throwaway kernel; return its name.
 
-    Returns ``"python3"`` when ``RECIPES_NOTEBOOK_KERNEL=current``.
+    ``fresh``: ipykernel and the SDK v2 only, as a new Studio space; else everything but
+    ``common`` installed already (see the module's docstring). Returns ``"python3"`` when
+    ``RECIPES_NOTEBOOK_KERNEL=current``.
     """
-    global _ENV
     if os.environ.get(KERNEL_ENV_VAR) == "current":
         return "python3"
-    if _ENV is None:
+    if fresh not in _ENVS:
         root = Path(tempfile.mkdtemp(prefix="recipes-kernel-"))
         atexit.register(shutil.rmtree, root, True)
-        _ENV = create_kernel_env(root)
-        paths = [str(_ENV.jupyter_path), *filter(None, os.environ.get(
+        env = create_kernel_env(root, kernel_name=KERNEL_NAME if fresh else WARM_KERNEL_NAME,
+                                warm=not fresh)
+        _ENVS[fresh] = env
+        paths = [str(env.jupyter_path), *filter(None, os.environ.get(
             "JUPYTER_PATH", "").split(os.pathsep))]
         os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
-        print(f"\nnotebook kernel: a fresh environment ({', '.join(STUDIO_PACKAGES)}) in "
-              f"{root}, built in {_ENV.build_s:.1f} s", file=sys.stderr)
-    return _ENV.kernel_name
+        what = ", ".join(STUDIO_PACKAGES) + ("" if fresh else ", requirements.txt but common")
+        print(f"\nnotebook kernel: {'a fresh' if fresh else 'an'} environment ({what}) in "
+              f"{root}, built in {env.build_s:.1f} s", file=sys.stderr)
+    return _ENVS[fresh].kernel_name
 
 
-def current_env() -> KernelEnv | None:
+def current_env(*, fresh: bool = False) -> KernelEnv | None:
     """The environment :func:`studio_kernel` built in this process, if any."""
-    return _ENV
+    return _ENVS.get(fresh)
 
 
 @contextmanager

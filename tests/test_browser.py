@@ -177,6 +177,10 @@ def _lab_environment(stack_env: dict[str, str], home: Path) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     })
     env.pop("COMMON_DISPLAY", None)  # "auto": the kernel must choose the widget by itself
+    # The notebook tests' throwaway kernelspecs (tests/kernel_env.py, on JUPYTER_PATH) stay
+    # out of this JupyterLab: with a second Python kernel to offer, it may ask which one to
+    # start ("Select Kernel"), and the dialog takes every click.
+    env.pop("JUPYTER_PATH", None)
     return env
 
 
@@ -255,6 +259,15 @@ def _paced(stack: LocalStack) -> Iterator[None]:
             setattr(backend, name, value)
 
 
+def _answer_dialog(page: Any, lab: Lab) -> None:
+    """Fail with a JupyterLab dialog's text if one is open (it would take every click)."""
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():
+        text = dialog.first.inner_text()
+        page.screenshot(path=str(lab.log.with_name("dialog.png")))
+        pytest.fail(f"JupyterLab shows a dialog:\n{text}\nJupyterLab log:\n{lab.log_tail(15)}")
+
+
 def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False,
              during: Any = None) -> None:
     """Open ``notebook`` and run it with *Run > Run All Cells*; fail on a cell's error.
@@ -275,6 +288,7 @@ def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False,
     for attempt in range(1, RUN_ALL_ATTEMPTS + 1):
         # The notebook must be the current widget: click a code cell's prompt in sight (not
         # a cell's body: a markdown cell may hold a link).
+        _answer_dialog(page, lab)
         page.locator(f"{PANEL} .jp-CodeCell .jp-InputPrompt >> visible=true").first.click()
         page.locator(".lm-MenuBar-item", has_text="Run").first.click()
         page.locator("li.lm-Menu-item[data-command='runmenu:run-all']"

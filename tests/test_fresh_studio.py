@@ -1,8 +1,9 @@
 """The recipes as a new SageMaker Studio user meets them: two side by side, and a failed deploy.
 
-Every notebook here runs unmodified, with nbclient, in the fresh Studio-like kernel
-(``tests/kernel_env.py``: ipykernel and the SDK v2, no ``common`` until the notebook's own
-``%pip`` and the cell after it).
+Every notebook here runs unmodified, with nbclient, in a Studio-like kernel without ``common``
+until the notebook's own ``%pip`` and the cell after it (``tests/kernel_env.py``); the
+side-by-side test in a fresh one, as a new Studio space has it (ipykernel and the SDK v2), so
+its first ``%pip`` installs everything.
 
 * **Side by side**: the 7B TGI and the 7B LMI deploy notebooks both run, then each inference
   notebook. Each must restore its own recipe's names (``%store`` is shared by all notebooks)
@@ -56,7 +57,7 @@ def test_two_recipes_side_by_side_each_inference_streams_from_its_own(local_stac
     (tgi_deploy, tgi_inference), (lmi_deploy, lmi_inference) = SIDE_BY_SIDE
     deployed = {}
     for path in (tgi_deploy, lmi_deploy):  # both endpoints up at once
-        notebook = _execute(path)
+        notebook = _execute(path, fresh=True)  # the first in a new Studio space's kernel
         record_executed(path, notebook)
         deployed[path] = _stdout(_cell(notebook, "RUN_ID = ")).strip()
     tgi_endpoint, lmi_endpoint = deployed[tgi_deploy], deployed[lmi_deploy]
@@ -64,7 +65,7 @@ def test_two_recipes_side_by_side_each_inference_streams_from_its_own(local_stac
     assert lmi_endpoint.startswith("llama-2-7b-chat-lmi-")
     for path, own, other in ((tgi_inference, tgi_endpoint, lmi_endpoint),
                              (lmi_inference, lmi_endpoint, tgi_endpoint)):
-        notebook = _execute(path)
+        notebook = _execute(path, fresh=True)
         record_executed(path, notebook)
         restored = _stdout(_cell(notebook, "recipe_llama_2_7b_chat_"))
         assert restored.startswith(f"Endpoint {own} (run "), restored

@@ -50,13 +50,15 @@ class PairRun:
     stack: Any
 
 
-def _execute(path: Path, *, allow_errors: bool = False) -> nbformat.NotebookNode:
-    """Run a notebook with nbclient, headless, in the fresh Studio-like kernel."""
+def _execute(path: Path, *, allow_errors: bool = False,
+             fresh: bool = False) -> nbformat.NotebookNode:
+    """Run a notebook with nbclient, headless, in a Studio-like kernel without ``common``
+    (``fresh``: the SDK v2 and ipykernel only; see ``tests/kernel_env.py``)."""
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
     with environment(HEADLESS_NOTEBOOK_ENV):
-        NotebookClient(notebook, timeout=600, kernel_name=studio_kernel(),
+        NotebookClient(notebook, timeout=600, kernel_name=studio_kernel(fresh=fresh),
                        allow_errors=allow_errors,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     return notebook
