@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TTFT_FACTOR",
     "IdleCost",
+    "MarkdownTable",
     "TargetChoice",
     "capacity_rows",
     "capacity_table",
@@ -80,13 +81,26 @@ def capacity_rows(reports: Sequence[LevelReport], price_per_hour: float | None, 
     return rows
 
 
+class MarkdownTable(str):
+    """A Markdown table that shows as a table where it is displayed: rendered in Jupyter
+    (``_repr_markdown_``), as its plain text in a terminal or a headless run (rather than a
+    quoted string, or ``<IPython.core.display.Markdown object>``). It is a ``str``."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+
 def capacity_table(reports: Sequence[LevelReport], price_per_hour: float | None, *,
-                   instances_per_copy: float = 1.0) -> str:
-    """Return :func:`capacity_rows` as a Markdown table."""
+                   instances_per_copy: float = 1.0) -> MarkdownTable:
+    """Return :func:`capacity_rows` as a Markdown table (a ``str``; as a cell's last
+    expression it renders in Jupyter and prints as text elsewhere)."""
     from common.bench import markdown_table
 
-    return markdown_table(capacity_rows(reports, price_per_hour,
-                                        instances_per_copy=instances_per_copy))
+    return MarkdownTable(markdown_table(capacity_rows(reports, price_per_hour,
+                                                      instances_per_copy=instances_per_copy)))
 
 
 @dataclass(frozen=True)

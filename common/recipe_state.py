@@ -11,7 +11,7 @@ otherwise says which notebook or cell to run.
 The stored dict (plain values and the :class:`common.Preset`): ``recipe``, ``run``, ``region``,
 ``status`` (``"creating"`` until the wait ends, then the endpoint's status), ``preset``,
 ``endpoint_name``, ``endpoint_config_name``, ``model_name``, ``s3_uri`` (the run's own S3
-prefix, or ``None``) and, for LMI, ``weights_uri`` (the shared copy; never deleted with a run).
+prefix, or ``None``; the LMI weights' shared copy is never deleted with a run).
 """
 
 from __future__ import annotations

@@ -92,6 +92,14 @@ _PROMPTS = f"""
 """
 _STARTED = f"() => ({_PROMPTS})().some((p) => p !== '[ ]:' && p !== '')"
 _SETTLED = f"() => !({_PROMPTS})().some((p) => p.startsWith('[*]'))"
+_STARTED_OR_DIALOG = f"() => ({_STARTED})() || document.querySelector('.jp-Dialog') !== null"
+_HAS_KERNEL = f"""
+() => {{
+  const name = document.querySelector('{PANEL} .jp-Toolbar-kernelName');
+  const text = name ? name.textContent.trim() : '';
+  return text !== '' && text !== 'No Kernel';
+}}
+"""
 
 
 # --------------------------------------------------------------------------- JupyterLab
@@ -260,12 +268,22 @@ def _paced(stack: LocalStack) -> Iterator[None]:
 
 
 def _answer_dialog(page: Any, lab: Lab) -> None:
-    """Fail with a JupyterLab dialog's text if one is open (it would take every click)."""
+    """Answer JupyterLab's "Select Kernel" dialog as a user would; fail on any other dialog.
+
+    "Run All" clicked while the notebook's session has no kernel yet makes JupyterLab ask
+    which kernel to start, with the notebook's own kernel preselected: a user presses
+    *Select*. Any other dialog fails the test with its text (it would take every click).
+    """
     dialog = page.locator(".jp-Dialog")
-    if dialog.count():
-        text = dialog.first.inner_text()
-        page.screenshot(path=str(lab.log.with_name("dialog.png")))
-        pytest.fail(f"JupyterLab shows a dialog:\n{text}\nJupyterLab log:\n{lab.log_tail(15)}")
+    if not dialog.count():
+        return
+    text = dialog.first.inner_text()
+    if text.startswith("Select Kernel") and "Python 3 (ipykernel)" in text:
+        dialog.first.locator("button.jp-mod-accept").click()
+        page.wait_for_selector(".jp-Dialog", state="detached", timeout=15_000)
+        return
+    page.screenshot(path=str(lab.log.with_name("dialog.png")))
+    pytest.fail(f"JupyterLab shows a dialog:\n{text}\nJupyterLab log:\n{lab.log_tail(15)}")
 
 
 def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False,
@@ -281,6 +299,9 @@ def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False,
     page.wait_for_selector(f"{PANEL} .jp-Spinner", state="detached", timeout=60_000)
     page.wait_for_selector(f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']",
                            timeout=60_000)
+    # The session names its kernel in the toolbar once it has one; "Run All" before that
+    # opens the "Select Kernel" dialog (answered below if it opens all the same).
+    page.wait_for_function(_HAS_KERNEL, timeout=60_000)
     if watch:
         page.evaluate(_WATCH_VIEWS)
     # "Run All" right after the kernel reports idle can meet a session that is not attached
@@ -294,7 +315,10 @@ def _run_all(page: Any, lab: Lab, notebook: Path, *, watch: bool = False,
         page.locator("li.lm-Menu-item[data-command='runmenu:run-all']"
                      ":not(.lm-mod-disabled)").click()
         try:
-            page.wait_for_function(_STARTED, timeout=15_000)
+            page.wait_for_function(_STARTED_OR_DIALOG, timeout=15_000)
+            if page.locator(".jp-Dialog").count():
+                _answer_dialog(page, lab)  # the cells run once the kernel is chosen
+                page.wait_for_function(_STARTED, timeout=15_000)
             break
         except PlaywrightTimeoutError:
             if attempt == RUN_ALL_ATTEMPTS:

@@ -76,6 +76,11 @@ def test_the_table_adds_the_cost_column():
     assert capacity_rows(SWEEP, None)[0]["usd_per_1m_tokens"] == ""
     table = capacity_table(SWEEP, 1.52)
     assert table.splitlines()[0].startswith("| concurrency |") and "usd_per_1m_tokens" in table
+    # As a cell's last expression: rendered in Jupyter, the table itself as plain text.
+    from IPython.core.formatters import DisplayFormatter
+
+    shown, _ = DisplayFormatter().format(table)
+    assert shown["text/markdown"] == shown["text/plain"] == str(table)
 
 
 def test_idle_cost_with_and_without_scale_to_zero():

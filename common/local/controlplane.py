@@ -592,7 +592,13 @@ class ControlPlane:
         def do_connect(handler) -> None:
             host, _, port = handler.path.rpartition(":")
             if not host.endswith(AWS_HOST_SUFFIXES):
-                handler.connect_relay((host, int(port or 443)))
+                try:
+                    handler.connect_relay((host, int(port or 443)))
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    # One side hung up mid-relay (an installer closing a spare connection):
+                    # the relay ends, as a proxy's would; no traceback on the terminal.
+                    logging.getLogger("common.local.proxy").debug(
+                        "relay to %s closed: %s", handler.path, exc)
                 return
             original(handler)
 

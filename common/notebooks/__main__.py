@@ -1,6 +1,6 @@
 """``python -m common.notebooks``: render the recipe notebooks, check them, or write a new pair.
 
-    python -m common.notebooks render            # write the twelve notebooks from the presets
+    python -m common.notebooks render            # write the eighteen notebooks from the presets
     python -m common.notebooks render --check    # exit 1 listing notebooks that differ
     python -m common.notebooks new --model-id meta-llama/Llama-3.1-8B-Instruct \\
         --container tgi --out my-recipes/llama-3.1-8b     # reads the model, picks the rest
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render the recipe notebooks from their templates.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    render = commands.add_parser("render", help="write (or --check) the twelve recipe notebooks")
+    render = commands.add_parser("render", help="write (or --check) the eighteen recipe notebooks")
     render.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 and list the notebooks that differ")
     render.add_argument("--root", type=Path, default=REPO_ROOT,

@@ -243,7 +243,7 @@ def _recipe_names(container: str, size: str) -> tuple[PurePosixPath, str, str]:
 
 
 def recipe_paths(container: str, size: str, root: Path = REPO_ROOT) -> tuple[Path, Path]:
-    """Return the (deploy, inference) notebook paths of one of the twelve recipes.
+    """Return the (deploy, inference) notebook paths of one of the six recipes.
 
     Args:
         container: ``"tgi"`` or ``"lmi"``.
@@ -269,7 +269,7 @@ def _hardware(instance_type: str) -> tuple[str, float | None]:
 
 
 def recipe_for(container: str, size: str) -> Recipe:
-    """Return the :class:`Recipe` of one of the twelve Llama 2 chat recipes, from its preset.
+    """Return the :class:`Recipe` of one of the six Llama 2 chat recipes, from its preset.
 
     Raises:
         ValueError: for an unknown container or size.
@@ -303,7 +303,8 @@ def recipe_for(container: str, size: str) -> Recipe:
 
 
 RECIPES: tuple[tuple[str, str], ...] = tuple((c, s) for c in CONTAINERS for s in SIZES)
-"""The twelve-notebook matrix as (container, size) pairs (each pair gives two notebooks)."""
+"""The six recipes as (container, size) pairs (each gives a deploy, an inference and a scale
+notebook)."""
 
 
 def _title_from_model_id(model_id: str) -> str:
