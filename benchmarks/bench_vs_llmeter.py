@@ -232,12 +232,19 @@ def summary(runs: list[Run], levels: list[int]) -> tuple[list[dict[str, str]], l
             verdicts.append(f"{level} streams: incomplete (errors; see the runs)")
             continue
         cpu_ok = cpu[0] <= cpu[1]
-        ttft_ok = abs(ttft[0] - ttft[1]) <= TTFT_GOAL_MS
+        # A lower TTFT than LLMeter's is less of our own overhead (see overhead_p50), never
+        # a miss: the goal is not to report more than TTFT_GOAL_MS above it.
+        gap = ttft[0] - ttft[1]
+        if abs(gap) <= TTFT_GOAL_MS:
+            ttft_verdict = f"within {TTFT_GOAL_MS:g} ms"
+        elif gap < 0:
+            ttft_verdict = "below LLMeter's"
+        else:
+            ttft_verdict = f"ABOVE LLMeter's by more than {TTFT_GOAL_MS:g} ms"
         verdicts.append(
             f"{level} streams: CPU per request {cpu[0]:.1f} vs {cpu[1]:.1f} ms "
             f"({'at or below' if cpu_ok else 'ABOVE'} LLMeter's); TTFT p50 {ttft[0]:.1f} vs "
-            f"{ttft[1]:.1f} ms ({ttft[0] - ttft[1]:+.1f} ms: "
-            f"{'within' if ttft_ok else 'NOT within'} {TTFT_GOAL_MS:g} ms)")
+            f"{ttft[1]:.1f} ms ({gap:+.1f} ms: {ttft_verdict})")
     return rows, verdicts
 
 
