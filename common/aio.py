@@ -51,10 +51,10 @@ from typing import TYPE_CHECKING, Any
 
 from common.endpoints import (
     DEFAULT_READ_TIMEOUT_S,
-    _json_answer,
-    _request,
-    _resolve_container,
-    _retry_pause,
+    invocation_kwargs,
+    parse_json_answer,
+    resolve_container,
+    retry_pause,
     validate_payload,
 )
 from common.streaming import AsyncTokenStream, aiter_tokens
@@ -186,10 +186,11 @@ def _checked_request(endpoint_name: str, payload: Mapping[str, Any], *, streamin
                      accept: str | None, inference_component: str | None
                      ) -> tuple[str, dict[str, Any]]:
     """Validate as the sync helpers do; return (the container, the invoke call's arguments)."""
-    kind = _resolve_container(container, preset)
+    kind = resolve_container(container, preset)
     body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
                             streaming=streaming)
-    return kind, _request(endpoint_name, body, custom_attributes, accept, inference_component)
+    return kind, invocation_kwargs(endpoint_name, body, custom_attributes, accept,
+                                   inference_component)
 
 
 async def _call_with_retries(
@@ -202,7 +203,7 @@ async def _call_with_retries(
     jitter: Callable[[], float],
 ) -> Any:
     """Await ``call``; retry throttling with backoff and jitter; map errors (as the sync
-    helpers do, through the same :func:`common.endpoints._retry_pause`)."""
+    helpers do, through the same :func:`common.endpoints.retry_pause`)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     if max_attempts < 1:
@@ -211,8 +212,8 @@ async def _call_with_retries(
         try:
             return await call()
         except (ClientError, BotoCoreError) as exc:
-            pause = _retry_pause(exc, attempt, endpoint_name, max_attempts=max_attempts,
-                                 backoff_s=backoff_s, jitter=jitter)
+            pause = retry_pause(exc, attempt, endpoint_name, max_attempts=max_attempts,
+                                backoff_s=backoff_s, jitter=jitter)
         await sleep(pause)
     raise AssertionError("unreachable: the loop returns or raises")
 
@@ -507,4 +508,4 @@ async def ainvoke(
         max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter)
     async with response["Body"] as answer:
         raw = await answer.read()
-    return _json_answer(raw, response, endpoint_name)
+    return parse_json_answer(raw, response, endpoint_name)

@@ -43,9 +43,9 @@ from common import display
 from common.conversation import Conversation, PreparedTurn
 from common.display import (
     StreamResult,
-    _live_line,
     final_line,
     interrupt_stream,
+    live_metrics_line,
     read_until_stopped,
     resolve_mode,
 )
@@ -143,7 +143,7 @@ class ChatView:
                      widgets.HBox([self.send_button, self.stop_button, self.clear_button]),
                      self.meter, self.notice]
         self.box = classed(widgets.VBox(children), "root")
-        display._show_widget(self.box)
+        display.show_widget(self.box)
 
     def _bubble(self, text: str, key: str) -> Any:
         widget = self._widgets.HTML(self._html(text))
@@ -224,7 +224,7 @@ class ChatView:
             elif now - last[0] >= _REDRAW_INTERVAL_S:
                 last[0] = now
                 answer.value = self._html("".join(pieces))
-                figures.value = self._html(_live_line(stream.metrics))
+                figures.value = self._html(live_metrics_line(stream.metrics))
 
         outcome = read_until_stopped(stream, tokens, on_piece, self._stop)
         text = stream.text

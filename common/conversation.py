@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.endpoints import _MESSAGE_OVERHEAD_TOKENS as MESSAGE_OVERHEAD_TOKENS
-from common.endpoints import approx_token_count, build_payload
+from common.endpoints import MESSAGE_OVERHEAD_TOKENS, approx_token_count, build_payload
 from common.errors import PayloadError
 from common.prompts import build_llama2_prompt
 

@@ -107,7 +107,9 @@ class StreamResult:
 # --------------------------------------------------------------------------- mode choice
 
 
-def _in_kernel() -> bool:
+def in_jupyter_kernel() -> bool:
+    """Return whether this code runs inside a Jupyter (IPython) kernel, where rich displays
+    and widgets show; ``False`` in a plain interpreter or without IPython. Raises nothing."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -147,14 +149,16 @@ def resolve_mode(mode: str | None = None) -> str:
             )
         choice = env
     if choice == "auto":
-        choice = "widget" if _in_kernel() and _widgets_available() else "print"
+        choice = "widget" if in_jupyter_kernel() and _widgets_available() else "print"
     return choice
 
 
 # --------------------------------------------------------------------------- views
 
 
-def _live_line(metrics: StreamMetrics) -> str:
+def live_metrics_line(metrics: StreamMetrics) -> str:
+    """Return the one-line figures of a stream still running: TTFT, tokens so far, tokens/s
+    and seconds elapsed (``-`` for a figure not known yet). Raises nothing."""
     ttft = "-" if metrics.ttft_s is None else f"{metrics.ttft_s * 1000:.0f} ms"
     rate = "-" if metrics.tokens_per_s is None else f"{metrics.tokens_per_s:.1f}"
     return (
@@ -196,8 +200,13 @@ class _PrintView:
         print(final_line(stream.metrics, stopped=stopped), flush=True)
 
 
-def _show_widget(widget: Any) -> None:
-    """Display ``widget`` in the notebook (a seam that tests replace)."""
+def show_widget(widget: Any) -> None:
+    """Display ``widget`` in the notebook; returns nothing. A seam that tests replace: callers
+    look it up on this module at call time.
+
+    Raises:
+        ImportError: IPython is not installed.
+    """
     from IPython.display import display
 
     display(widget)
@@ -239,7 +248,7 @@ class _WidgetView:
             children.append(self.stop_button)
         self.box = widgets.VBox(children)
         self.box.add_class(ROOT_CLASS)
-        _show_widget(self.box)
+        show_widget(self.box)
 
     @staticmethod
     def _text_html(text: str) -> str:
@@ -250,7 +259,7 @@ class _WidgetView:
         if self._last_redraw is not None and now - self._last_redraw < self._interval:
             return
         self._last_redraw = now
-        self._redraw(_live_line(stream.metrics))
+        self._redraw(live_metrics_line(stream.metrics))
 
     def _redraw(self, footer: str) -> None:
         self.redraws += 1
@@ -395,7 +404,7 @@ def _clicks_while_running(button: Any) -> Callable[[], None] | None:
     ipykernel 6 (no subshells): ``jupyter_ui_poll`` lets the kernel handle pending widget
     events from the cell's thread (see :func:`_ui_poller`).
     """
-    if not _in_kernel():
+    if not in_jupyter_kernel():
         return None
     from IPython import get_ipython
 
@@ -421,7 +430,7 @@ def _clicks_while_running(button: Any) -> Callable[[], None] | None:
 def _ui_poller() -> Callable[[], None] | None:
     """A function that lets the kernel handle pending widget events (ipykernel 6, with
     ``jupyter_ui_poll``), or ``None`` outside a kernel or without it."""
-    if not _in_kernel():
+    if not in_jupyter_kernel():
         return None
     try:
         from jupyter_ui_poll import ui_events

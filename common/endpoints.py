@@ -136,7 +136,9 @@ _GENERATE_FIELDS = frozenset({"inputs", "parameters", "stream"})
 _CONTAINERS = ("tgi", "lmi", "auto")
 _RETRYABLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException",
                               "ServiceUnavailable", "ServiceUnavailableException"})
-_MESSAGE_OVERHEAD_TOKENS = 8  # [INST] / <<SYS>> tags and role headers per message
+MESSAGE_OVERHEAD_TOKENS = 8
+"""Tokens counted per chat message on top of its content: the ``[INST]`` / ``<<SYS>>`` tags
+and role headers the chat template adds."""
 
 
 # --------------------------------------------------------------------------- client
@@ -258,7 +260,14 @@ def _check_custom_attributes(custom_attributes: str | None) -> None:
         )
 
 
-def _resolve_container(container: str | None, preset: Preset | None) -> str:
+def resolve_container(container: str | None, preset: Preset | None) -> str:
+    """Return the container a request is for: ``"tgi"``, ``"lmi"``, or ``"auto"`` when
+    neither ``container`` nor ``preset`` says (``None``/``"auto"`` take the preset's).
+
+    Raises:
+        PayloadError: ``container`` is not ``tgi``/``lmi``/``auto``, or names another
+            container than ``preset``'s.
+    """
     if container is None or container == "auto":
         resolved = preset.container if preset is not None else "auto"
     else:
@@ -392,7 +401,7 @@ def validate_payload(
             several completions interleaved in one stream); a container that does not match
             the preset.
     """
-    kind = _resolve_container(container, preset)
+    kind = resolve_container(container, preset)
     _check_custom_attributes(custom_attributes)
     if not isinstance(payload, Mapping):
         raise PayloadError(f"The payload must be a dict (sent as JSON), not "
@@ -420,7 +429,7 @@ def validate_payload(
         overhead = 0
     else:
         text, new_tokens, count = _chat_request(payload, kind)
-        overhead = _MESSAGE_OVERHEAD_TOKENS * count
+        overhead = MESSAGE_OVERHEAD_TOKENS * count
     try:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
@@ -485,16 +494,25 @@ def _call_with_retries(
         try:
             return call()
         except (ClientError, BotoCoreError) as exc:
-            pause = _retry_pause(exc, attempt, endpoint_name, max_attempts=max_attempts,
-                                 backoff_s=backoff_s, jitter=jitter)
+            pause = retry_pause(exc, attempt, endpoint_name, max_attempts=max_attempts,
+                                backoff_s=backoff_s, jitter=jitter)
             sleep(pause)
     raise AssertionError("unreachable: the loop returns or raises")
 
 
-def _retry_pause(exc: Exception, attempt: int, endpoint_name: str, *, max_attempts: int,
-                 backoff_s: float, jitter: Callable[[], float]) -> float:
-    """Return how long to wait before retrying ``exc`` (raised by attempt ``attempt``), or
-    raise the mapped error when it is not retried (shared by the sync and async helpers)."""
+def retry_pause(exc: Exception, attempt: int, endpoint_name: str, *, max_attempts: int,
+                backoff_s: float, jitter: Callable[[], float]) -> float:
+    """Return how long to wait (seconds) before retrying ``exc``, raised by attempt number
+    ``attempt``: ``backoff_s * 2**(attempt-1) * (1 + jitter())`` for throttling (429/503) while
+    attempts remain. Shared by the sync and async helpers.
+
+    Raises:
+        RecipeError: when ``exc`` is not retried: a ``ClientError`` mapped by
+            :func:`~common.errors.invocation_error_from_client_error` (``ThrottledError``,
+            ``NoCapacityError``, ``PayloadError``, ``InvocationError`` ...; a throttle after
+            the last attempt says how many were made), or any other exception (a transport
+            failure) as :class:`~common.errors.InvocationError` with the fix in the message.
+    """
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
@@ -514,8 +532,16 @@ def _retry_pause(exc: Exception, attempt: int, endpoint_name: str, *, max_attemp
     ) from exc
 
 
-def _request(endpoint_name: str, body: bytes, custom_attributes: str | None,
-             accept: str | None, inference_component: str | None = None) -> dict[str, Any]:
+def invocation_kwargs(endpoint_name: str, body: bytes, custom_attributes: str | None,
+                      accept: str | None, inference_component: str | None = None
+                      ) -> dict[str, Any]:
+    """Return the keyword arguments of ``invoke_endpoint`` /
+    ``invoke_endpoint_with_response_stream`` for this body (JSON content type; ``Accept``,
+    ``CustomAttributes`` and ``InferenceComponentName`` only when given).
+
+    Raises:
+        PayloadError: ``inference_component`` is given but not a non-empty string.
+    """
     kwargs: dict[str, Any] = {"EndpointName": endpoint_name, "Body": body,
                               "ContentType": "application/json"}
     if accept:
@@ -536,10 +562,11 @@ CAPACITY_POLL_S = (1.0, 5.0)
 SageMaker's ``NoCapacityInvocationFailures`` metric, which is what the scale-out alarm reads."""
 
 
-def _growing_pauses(first: float, longest: float) -> Iterator[float]:
+def growing_pauses(first: float, longest: float) -> Iterator[float]:
     """Yield pauses between polls: ``first`` seconds, then 1.5 times longer, at most ``longest``.
 
-    A quick state change is seen quickly, and a long wait costs few calls.
+    A quick state change is seen quickly, and a long wait costs few calls. The iterator never
+    ends and raises nothing.
     """
     pause = min(first, longest)
     while True:
@@ -568,7 +595,7 @@ def _call_with_capacity_wait(
                          f"{wait_for_capacity!r}")
     line = ProgressLine(out, repeat_after_s=60.0, clock=clock)
     started = clock()
-    pauses = _growing_pauses(*CAPACITY_POLL_S)
+    pauses = growing_pauses(*CAPACITY_POLL_S)
     tries = 0
     while True:
         tries += 1
@@ -580,9 +607,9 @@ def _call_with_capacity_wait(
                 raise error from exc
             elapsed = clock() - started
             if elapsed >= wait_for_capacity:
-                line.finish(f"no copy after {_elapsed(elapsed)} ({tries} tries)")
+                line.finish(f"no copy after {format_elapsed(elapsed)} ({tries} tries)")
                 raise NoCapacityError(
-                    f"Still no capacity after waiting {_elapsed(elapsed)} ({tries} tries); "
+                    f"Still no capacity after waiting {format_elapsed(elapsed)} ({tries} tries); "
                     f"SageMaker said: {exc.sagemaker_message}",
                     inference_component=inference_component) from exc
             if tries == 1:
@@ -590,12 +617,12 @@ def _call_with_capacity_wait(
                     f"No capacity: {inference_component or 'the component'} has no copy "
                     f"running (it scaled in to zero). Waiting up to {wait_for_capacity:.0f} s "
                     "while Application Auto Scaling starts one.")
-            line.update(f"waiting for a copy: {_elapsed(elapsed)} elapsed, {tries} "
+            line.update(f"waiting for a copy: {format_elapsed(elapsed)} elapsed, {tries} "
                         f"tr{'ies' if tries != 1 else 'y'} so far", state="waiting")
             sleep(max(0.0, min(next(pauses), wait_for_capacity - elapsed)))
             continue
         if tries > 1:
-            line.finish(f"a copy is serving after {_elapsed(clock() - started)} "
+            line.finish(f"a copy is serving after {format_elapsed(clock() - started)} "
                         f"({tries} tries); streaming the answer.")
         return response
 
@@ -669,10 +696,10 @@ def invoke_stream(
     """
     from common.streaming import iter_tokens
 
-    kind = _resolve_container(container, preset)
+    kind = resolve_container(container, preset)
     body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
                             streaming=True)
-    kwargs = _request(endpoint_name, body, custom_attributes, accept, inference_component)
+    kwargs = invocation_kwargs(endpoint_name, body, custom_attributes, accept, inference_component)
     response = _call_with_capacity_wait(
         lambda: _call_with_retries(
             lambda: client.invoke_endpoint_with_response_stream(**kwargs), endpoint_name,
@@ -708,20 +735,25 @@ def invoke(
             NoCapacityError: as :func:`invoke_stream` (without waiting for capacity).
         InvocationError: also when the answer is not JSON.
     """
-    kind = _resolve_container(container, preset)
+    kind = resolve_container(container, preset)
     body = validate_payload(payload, preset, container=kind, custom_attributes=custom_attributes,
                             streaming=False)
-    kwargs = _request(endpoint_name, body, custom_attributes, accept, inference_component)
+    kwargs = invocation_kwargs(endpoint_name, body, custom_attributes, accept, inference_component)
     response = _call_with_capacity_wait(
         lambda: _call_with_retries(
             lambda: client.invoke_endpoint(**kwargs), endpoint_name,
             max_attempts=max_attempts, backoff_s=backoff_s, sleep=sleep, jitter=jitter),
         inference_component, None, sleep=sleep, clock=time.monotonic, out=None)
-    return _json_answer(response["Body"].read(), response, endpoint_name)
+    return parse_json_answer(response["Body"].read(), response, endpoint_name)
 
 
-def _json_answer(raw: bytes, response: Mapping[str, Any], endpoint_name: str) -> Any:
-    """Parse a non-streaming answer; raise :class:`InvocationError` when it is not JSON."""
+def parse_json_answer(raw: bytes, response: Mapping[str, Any], endpoint_name: str) -> Any:
+    """Return the decoded JSON of a non-streaming answer's body ``raw``.
+
+    Raises:
+        InvocationError: ``raw`` is not JSON (error code ``NotJson``); the message names
+            ``response``'s content type.
+    """
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -735,7 +767,14 @@ def _json_answer(raw: bytes, response: Mapping[str, Any], endpoint_name: str) ->
 # --------------------------------------------------------------------------- waiting
 
 
-def _client(client: Any, service: str) -> Any:
+def client_or_default(client: Any, service: str) -> Any:
+    """Return ``client`` when given, else a new ``boto3.client(service)`` (default session,
+    region and credentials).
+
+    Raises:
+        ImportError: boto3 is not installed and no ``client`` was given.
+        botocore.exceptions.NoRegionError: no region is configured for the new client.
+    """
     if client is not None:
         return client
     import boto3
@@ -762,10 +801,6 @@ def is_not_found(exc: Exception) -> bool:
         return True
     return code in {"ValidationException", "ValidationError"} and (
         "could not find" in message or "does not exist" in message)
-
-
-_elapsed = format_elapsed  # the name scaling.py imports
-_is_missing = is_not_found  # the name the older helpers use
 
 
 def _region_of(client: Any) -> str | None:
@@ -842,16 +877,16 @@ def wait_for_endpoint(
     """
     from botocore.exceptions import ClientError
 
-    client = _client(sagemaker_client, "sagemaker")
+    client = client_or_default(sagemaker_client, "sagemaker")
     line = ProgressLine(out, enabled=progress, clock=clock)
     started = clock()
-    pauses = _growing_pauses(1.0, poll_s)
+    pauses = growing_pauses(1.0, poll_s)
 
     while True:
         try:
             described = client.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as exc:
-            if _is_missing(exc):
+            if is_not_found(exc):
                 line.finish(f"{endpoint_name}: not found")
                 raise DeploymentError(
                     f"Endpoint {endpoint_name!r} does not exist in this account and region. "
@@ -861,10 +896,10 @@ def wait_for_endpoint(
         status = str(described.get("EndpointStatus", "Unknown"))
         elapsed = clock() - started
         if status == "InService":
-            line.finish(f"{endpoint_name}: InService after {_elapsed(elapsed)}")
+            line.finish(f"{endpoint_name}: InService after {format_elapsed(elapsed)}")
             return described
         if status == "Failed":
-            line.finish(f"{endpoint_name}: Failed after {_elapsed(elapsed)}")
+            line.finish(f"{endpoint_name}: Failed after {format_elapsed(elapsed)}")
             raise EndpointFailedError(
                 endpoint_name, described.get("FailureReason"), region=_region_of(client),
                 clean_up=clean_up or _clean_up_hint(client, described))
@@ -873,11 +908,11 @@ def wait_for_endpoint(
             raise DeploymentError(f"Endpoint {endpoint_name!r} is being deleted; deploy it "
                                   "again to use it.")
         if elapsed >= timeout_s:
-            line.finish(f"{endpoint_name}: still {status} after {_elapsed(elapsed)}")
+            line.finish(f"{endpoint_name}: still {status} after {format_elapsed(elapsed)}")
             raise EndpointWaitTimeout(
                 endpoint_name, status, elapsed, region=_region_of(client),
                 clean_up=clean_up or _clean_up_hint(client, described))
-        line.update(f"{endpoint_name}: {status} (elapsed {_elapsed(elapsed)})", state=status)
+        line.update(f"{endpoint_name}: {status} (elapsed {format_elapsed(elapsed)})", state=status)
         sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 
@@ -896,13 +931,10 @@ def delete_if_exists(kind: str, name: str, call: Callable[[], Any]) -> str:
     try:
         call()
     except ClientError as exc:
-        if _is_missing(exc):
+        if is_not_found(exc):
             return f"{kind} {name}: already gone"
         raise
     return f"{kind} {name}: deleted"
-
-
-_delete = delete_if_exists  # the name the older helpers use
 
 
 _IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
@@ -925,7 +957,7 @@ def _inspect(sm: Any, endpoint_name: str, endpoint_config_name: str | None,
         if endpoint_config_name is None:
             endpoint_config_name = described.get("EndpointConfigName")
     except ClientError as exc:
-        if not _is_missing(exc):
+        if not is_not_found(exc):
             raise
     models = [model_name] if model_name else []
     if model_name is None and endpoint_config_name:
@@ -934,7 +966,7 @@ def _inspect(sm: Any, endpoint_name: str, endpoint_config_name: str | None,
             models = [v["ModelName"] for v in config.get("ProductionVariants", [])
                       if v.get("ModelName")]
         except ClientError as exc:
-            if not _is_missing(exc):
+            if not is_not_found(exc):
                 raise
     return status, endpoint_config_name, models
 
@@ -945,7 +977,7 @@ def _status(sm: Any, endpoint_name: str) -> str | None:
     try:
         return str(sm.describe_endpoint(EndpointName=endpoint_name).get("EndpointStatus", ""))
     except ClientError as exc:
-        if not _is_missing(exc):
+        if not is_not_found(exc):
             raise
         return None
 
@@ -983,7 +1015,7 @@ def delete_endpoint(
             clean-up again later).
         botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
     """
-    sm = _client(sagemaker_client, "sagemaker")
+    sm = client_or_default(sagemaker_client, "sagemaker")
     return _delete_settled(sm, endpoint_name, _status(sm, endpoint_name), wait_s=wait_s,
                            poll_s=poll_s, clock=clock, sleep=sleep, out=out)
 
@@ -994,7 +1026,7 @@ def _delete_settled(sm: Any, endpoint_name: str, status: str | None, *, wait_s: 
     """:func:`delete_endpoint`'s loop, from a status just read (``None``: gone)."""
     line = ProgressLine(out, clock=clock)
     started = clock()
-    pauses = _growing_pauses(1.0, poll_s)
+    pauses = growing_pauses(1.0, poll_s)
     waited = False
     while True:
         if status is None:
@@ -1005,23 +1037,24 @@ def _delete_settled(sm: Any, endpoint_name: str, status: str | None, *, wait_s: 
             break
         elapsed = clock() - started
         if status not in _IN_PROGRESS:
-            result = _delete("endpoint", endpoint_name,
-                             lambda: sm.delete_endpoint(EndpointName=endpoint_name))
+            result = delete_if_exists("endpoint", endpoint_name,
+                                      lambda: sm.delete_endpoint(EndpointName=endpoint_name))
             break
         if elapsed >= wait_s:
             if waited:
-                line.finish(f"endpoint {endpoint_name}: still {status} after {_elapsed(elapsed)}")
+                line.finish(f"endpoint {endpoint_name}: still {status} after "
+                            f"{format_elapsed(elapsed)}")
             raise DeploymentError(
-                f"Endpoint {endpoint_name!r} is still {status} after {_elapsed(elapsed)}: "
+                f"Endpoint {endpoint_name!r} is still {status} after {format_elapsed(elapsed)}: "
                 "SageMaker cannot delete it until it is InService or Failed, and it bills "
                 "once it is InService. Run the clean-up again later (what is gone is skipped).")
         line.update(f"endpoint {endpoint_name} is {status}: SageMaker cannot delete it before it "
-                    f"is InService or Failed; waiting ({_elapsed(elapsed)})", state=status)
+                    f"is InService or Failed; waiting ({format_elapsed(elapsed)})", state=status)
         waited = True
         sleep(max(0.0, min(next(pauses), wait_s - elapsed)))
         status = _status(sm, endpoint_name)
     if waited:
-        waited_for = _elapsed(clock() - started)
+        waited_for = format_elapsed(clock() - started)
         line.finish(f"endpoint {endpoint_name}: {status or 'gone'} after {waited_for}")
     return result
 
@@ -1052,7 +1085,7 @@ def delete_s3_prefix(s3_uri: str, *, s3_client: Any = None) -> str:
     from botocore.exceptions import ClientError
 
     bucket, prefix = _split_s3_uri(s3_uri)
-    s3 = _client(s3_client, "s3")
+    s3 = client_or_default(s3_client, "s3")
     where = f"s3://{bucket}/{prefix}"
     deleted = 0
     try:
@@ -1129,7 +1162,7 @@ def delete_endpoint_resources(
     """
     if s3_uri is not None:
         _split_s3_uri(s3_uri)  # refuse a bad URI before anything is deleted
-    sm = _client(sagemaker_client, "sagemaker")
+    sm = client_or_default(sagemaker_client, "sagemaker")
     status, config_name, models = _inspect(sm, endpoint_name, endpoint_config_name, model_name)
     if keep_in_service and status == "InService":
         return [f"endpoint {endpoint_name}: InService, kept -- it is healthy and billing; the "
@@ -1137,16 +1170,18 @@ def delete_endpoint_resources(
     done = [_delete_settled(sm, endpoint_name, status, wait_s=wait_s, poll_s=poll_s,
                             clock=clock, sleep=sleep, out=out)]
     if config_name:
-        done.append(_delete("endpoint config", config_name,
-                            lambda: sm.delete_endpoint_config(EndpointConfigName=config_name)))
+        done.append(delete_if_exists(
+            "endpoint config", config_name,
+            lambda: sm.delete_endpoint_config(EndpointConfigName=config_name)))
     else:
         done.append("endpoint config: unknown (the endpoint is gone; pass endpoint_config_name)")
     for name in models:
-        done.append(_delete("model", name, lambda name=name: sm.delete_model(ModelName=name)))
+        done.append(delete_if_exists("model", name,
+                                     lambda name=name: sm.delete_model(ModelName=name)))
     if not models:
         done.append("model: unknown (the endpoint config is gone; pass model_name)")
     if s3_uri is not None:
-        done.append(delete_s3_prefix(s3_uri, s3_client=_client(s3_client, "s3")))
+        done.append(delete_s3_prefix(s3_uri, s3_client=client_or_default(s3_client, "s3")))
     return done
 
 

@@ -640,9 +640,9 @@ def _default_bucket(session: Any, region: str) -> str:
 
 
 def _show(report: PreflightReport) -> None:
-    from common.display import _in_kernel
+    from common.display import in_jupyter_kernel
 
-    if _in_kernel():
+    if in_jupyter_kernel():
         from IPython.display import display
 
         display(report)

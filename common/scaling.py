@@ -33,16 +33,15 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from common.endpoints import (
-    _client,
-    _delete,
-    _elapsed,
-    _growing_pauses,
-    _is_missing,
+    client_or_default,
     delete_endpoint_resources,
+    delete_if_exists,
+    growing_pauses,
+    is_not_found,
 )
 from common.errors import DeploymentError, InferenceComponentFailedError
 from common.metrics import percentile
-from common.progress import ProgressLine
+from common.progress import ProgressLine, format_elapsed
 
 __all__ = [
     "COPY_COUNT_DIMENSION",
@@ -113,15 +112,15 @@ def wait_for_inference_component(
     """
     from botocore.exceptions import ClientError
 
-    client = _client(sagemaker_client, "sagemaker")
+    client = client_or_default(sagemaker_client, "sagemaker")
     line = ProgressLine(out, enabled=progress, clock=clock)
     started = clock()
-    pauses = _growing_pauses(1.0, poll_s)
+    pauses = growing_pauses(1.0, poll_s)
     while True:
         try:
             described = client.describe_inference_component(InferenceComponentName=name)
         except ClientError as exc:
-            if _is_missing(exc):
+            if is_not_found(exc):
                 line.finish(f"{name}: not found")
                 raise DeploymentError(
                     f"Inference component {name!r} does not exist in this account and region. "
@@ -133,23 +132,23 @@ def wait_for_inference_component(
         elapsed = clock() - started
         state = f"{name}: {status}, copies {current}/{desired}"
         if status == "InService":
-            line.finish(f"{state} after {_elapsed(elapsed)}")
+            line.finish(f"{state} after {format_elapsed(elapsed)}")
             return described
         if status == "Failed":
-            line.finish(f"{state} after {_elapsed(elapsed)}")
+            line.finish(f"{state} after {format_elapsed(elapsed)}")
             raise InferenceComponentFailedError(name, described.get("FailureReason"))
         if status == "Deleting":
             line.finish(state)
             raise DeploymentError(f"Inference component {name!r} is being deleted; create it "
                                   "again to use it.")
         if elapsed >= timeout_s:
-            line.finish(f"{state} after {_elapsed(elapsed)}")
+            line.finish(f"{state} after {format_elapsed(elapsed)}")
             raise DeploymentError(
                 f"Inference component {name!r} is still {status} after {elapsed:.0f} s. Check "
                 f"its log in CloudWatch (/aws/sagemaker/InferenceComponents/{name}) and that "
                 "the endpoint's ManagedInstanceScaling allows an instance for it; then wait "
                 "again with a longer timeout.")
-        line.update(f"{state} (elapsed {_elapsed(elapsed)})", state=state)
+        line.update(f"{state} (elapsed {format_elapsed(elapsed)})", state=state)
         sleep(max(0.0, min(next(pauses), timeout_s - elapsed)))
 
 
@@ -295,7 +294,7 @@ class ScalingState:
         ttft = "-" if self.ttft_p50_s is None else f"{self.ttft_p50_s * 1000:.0f} ms"
         instances = "?" if self.instances is None else str(self.instances)
         blocked = f"  blocked: {self.blocked}" if self.blocked else ""
-        return (f"t+{_elapsed(self.elapsed_s)}  copies {self.current_copies} (desired "
+        return (f"t+{format_elapsed(self.elapsed_s)}  copies {self.current_copies} (desired "
                 f"{self.desired_copies})  instances {instances}  in flight {self.in_flight}  "
                 f"TTFT p50 {ttft}  [{self.status}]{blocked}")
 
@@ -373,7 +372,7 @@ class _WidgetWatch:
     def __init__(self, title: str | None) -> None:
         import ipywidgets as widgets
 
-        from common.display import _show_widget
+        from common.display import show_widget
 
         self.table = widgets.HTML(value="")
         self.live = widgets.HTML(value="waiting for the first reading ...")
@@ -382,13 +381,13 @@ class _WidgetWatch:
             children.insert(0, widgets.HTML(value=f"<b>{html.escape(title)}</b>"))
         box = widgets.VBox(children)
         box.add_class("llama2-scaling")
-        _show_widget(box)
+        show_widget(box)
 
     def change(self, state: ScalingState, timeline: ScalingTimeline) -> None:
         header = ("<tr><th>time</th><th>copies</th><th>desired</th><th>instances</th>"
                   "<th>in flight</th><th>TTFT p50</th><th>status</th></tr>")
         rows = "".join(
-            f"<tr><td>t+{_elapsed(s.elapsed_s)}</td><td>{s.current_copies}</td>"
+            f"<tr><td>t+{format_elapsed(s.elapsed_s)}</td><td>{s.current_copies}</td>"
             f"<td>{s.desired_copies}</td><td>{'?' if s.instances is None else s.instances}</td>"
             f"<td>{s.in_flight}</td><td>"
             f"{'-' if s.ttft_p50_s is None else f'{s.ttft_p50_s * 1000:.0f} ms'}</td>"
@@ -445,7 +444,7 @@ def watch_scaling(
     """
     from common.display import resolve_mode
 
-    client = _client(sagemaker_client, "sagemaker")
+    client = client_or_default(sagemaker_client, "sagemaker")
     view: _PrintWatch | _WidgetWatch
     view = _WidgetWatch(title) if resolve_mode(mode) == "widget" else _PrintWatch(out, title)
     timeline = ScalingTimeline()
@@ -467,10 +466,10 @@ def watch_scaling(
             view.tick(state)
         if until(state):
             timeline.reached = True
-            view.finish(f"done after {_elapsed(elapsed)}: {state.line()}")
+            view.finish(f"done after {format_elapsed(elapsed)}: {state.line()}")
             return timeline
         if elapsed >= timeout_s:
-            view.finish(f"stopped watching after {_elapsed(elapsed)} without reaching the "
+            view.finish(f"stopped watching after {format_elapsed(elapsed)} without reaching the "
                         f"condition: {state.line()}")
             return timeline
         sleep(max(0.0, min(poll_s, timeout_s - elapsed)))
@@ -542,22 +541,23 @@ def delete_inference_component(
     """
     from botocore.exceptions import ClientError
 
-    sm = _client(sagemaker_client, "sagemaker")
+    sm = client_or_default(sagemaker_client, "sagemaker")
     started = clock()
     asked = False
-    pauses = _growing_pauses(1.0, poll_s)
+    pauses = growing_pauses(1.0, poll_s)
     while True:
         try:
             described = sm.describe_inference_component(InferenceComponentName=name)
         except ClientError as exc:
-            if not _is_missing(exc):
+            if not is_not_found(exc):
                 raise
             return f"inference component {name}: {'deleted' if asked else 'already gone'}"
         status = described.get("InferenceComponentStatus")
         asked = asked or status == "Deleting"
         if not asked and status not in ("Deleting", "Creating", "Updating"):
-            result = _delete("inference component", name,
-                             lambda: sm.delete_inference_component(InferenceComponentName=name))
+            result = delete_if_exists(
+                "inference component", name,
+                lambda: sm.delete_inference_component(InferenceComponentName=name))
             if result.endswith("already gone"):
                 return result
             asked = True
@@ -611,9 +611,9 @@ def delete_scaling_resources(
             as :func:`~common.endpoints.delete_endpoint_resources`.
         botocore.exceptions.ClientError: any other failure (e.g. AccessDenied).
     """
-    sm = _client(sagemaker_client, "sagemaker")
-    autoscaling = _client(autoscaling_client, "application-autoscaling")
-    cloudwatch = _client(cloudwatch_client, "cloudwatch")
+    sm = client_or_default(sagemaker_client, "sagemaker")
+    autoscaling = client_or_default(autoscaling_client, "application-autoscaling")
+    cloudwatch = client_or_default(cloudwatch_client, "cloudwatch")
     resource_id = inference_component_resource_id(inference_component)
     done = _delete_alarms(cloudwatch, alarm_names)
     done += _delete_policies(autoscaling, resource_id, policy_names)

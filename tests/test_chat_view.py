@@ -52,7 +52,7 @@ def open_stream(server: RuntimeServer):
 @pytest.fixture
 def shown(monkeypatch):
     boxes = []
-    monkeypatch.setattr(display, "_show_widget", boxes.append)
+    monkeypatch.setattr(display, "show_widget", boxes.append)
     return boxes
 
 

@@ -62,7 +62,7 @@ def tokens_for(pieces):
 def shown(monkeypatch):
     """Capture the widgets show_stream displays instead of sending them to a frontend."""
     boxes = []
-    monkeypatch.setattr(display, "_show_widget", boxes.append)
+    monkeypatch.setattr(display, "show_widget", boxes.append)
     return boxes
 
 
@@ -154,7 +154,7 @@ def test_widget_redraws_are_throttled_but_the_final_text_is_complete(monkeypatch
         boxes.append(box)
         by_class(box, TEXT_CLASS)[0].observe(assignments.append, names="value")
 
-    monkeypatch.setattr(display, "_show_widget", watch)
+    monkeypatch.setattr(display, "show_widget", watch)
     clock = FakeClock()
     pieces = [f"w{i} " for i in range(1000)]  # 1000 tokens, one per millisecond: 1 s
     result = show_stream(
@@ -218,7 +218,7 @@ def test_auto_mode_reads_the_env_var_then_the_kernel(monkeypatch, env, in_kernel
         monkeypatch.delenv("COMMON_DISPLAY", raising=False)
     else:
         monkeypatch.setenv("COMMON_DISPLAY", env)
-    monkeypatch.setattr(display, "_in_kernel", lambda: in_kernel)
+    monkeypatch.setattr(display, "in_jupyter_kernel", lambda: in_kernel)
     assert resolve_mode() == expected
     assert resolve_mode("auto") == expected
 
@@ -240,7 +240,7 @@ def test_kernel_detection_uses_get_ipython(monkeypatch):
 
 def test_env_var_selects_print_for_show_stream(monkeypatch, capsys, shown):
     monkeypatch.setenv("COMMON_DISPLAY", "print")
-    monkeypatch.setattr(display, "_in_kernel", lambda: True)
+    monkeypatch.setattr(display, "in_jupyter_kernel", lambda: True)
     show_stream(iter([Token("hi")]))
     assert capsys.readouterr().out.startswith("hi\n")
     assert shown == []

@@ -444,7 +444,7 @@ def test_a_component_that_stays_creating_is_reported_as_still_billing():
 
 def test_the_widget_view_draws_a_table_of_changes(monkeypatch):
     shown = []
-    monkeypatch.setattr("common.display._show_widget", shown.append)
+    monkeypatch.setattr("common.display.show_widget", shown.append)
     sm = ScriptedSageMaker([("InService", 1, 1, 1), ("Updating", 1, 2, 1),
                             ("InService", 2, 2, 2)])
     clock = FakeClock()

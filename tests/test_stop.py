@@ -124,7 +124,7 @@ def test_the_stop_button_of_the_widget_stops_the_stream(monkeypatch):
     import ipywidgets
 
     boxes = []
-    monkeypatch.setattr(display, "_show_widget", boxes.append)
+    monkeypatch.setattr(display, "show_widget", boxes.append)
     clicked = threading.Event()
 
     def buttons():

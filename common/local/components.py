@@ -259,7 +259,12 @@ class _Fleet:
 
 
 @dataclass(eq=False)
-class _Component:
+class ComponentRecord:
+    """The stand-in's state of one inference component: what ``CreateInferenceComponent`` set
+    (endpoint, variant, specification, container image and environment), its status and
+    copies, the streams waiting for a copy, and the load figures the metric publisher drains.
+    :class:`ComponentManager` owns and changes it (under its lock)."""
+
     name: str
     arn: str
     endpoint_name: str
@@ -338,8 +343,12 @@ def copy_concurrency_from(environment: dict[str, str], image: str,
     return DEFAULT_COPY_CONCURRENCY
 
 
-def _serving_properties(account_id: str, artifact_url: str | None) -> dict[str, str] | None:
-    """Read ``serving.properties`` out of a ``model.tar.gz`` in moto's S3, if there is one."""
+def serving_properties_from_s3(account_id: str, artifact_url: str | None) -> dict[str, str] | None:
+    """Return the ``serving.properties`` keys and values of the ``model.tar.gz`` at
+    ``artifact_url`` in moto's S3 (account ``account_id``), or ``None`` when the URL is not an
+    ``s3://...tar.gz``/``.tgz``, the object is missing, is not a readable gzip tar, or holds no
+    ``serving.properties``. Raises nothing for a missing or broken archive.
+    """
     if not artifact_url or not artifact_url.startswith("s3://") or not artifact_url.endswith(
             (".tar.gz", ".tgz")):
         return None
@@ -418,7 +427,7 @@ class ComponentManager:
         self.instance_quota = instance_quota
         self._slots = threading.Condition(lock)
         self._fleets: dict[tuple[str, str, str], _Fleet] = {}
-        self._components: dict[tuple[str, str, str], _Component] = {}
+        self._components: dict[tuple[str, str, str], ComponentRecord] = {}
         self._ids = itertools.count(1)
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self.events: list[dict[str, Any]] = []
@@ -520,15 +529,15 @@ class ComponentManager:
 
     # ----------------------------------------------------------------- components
 
-    def component(self, account: str, region: str, name: str) -> _Component | None:
+    def component(self, account: str, region: str, name: str) -> ComponentRecord | None:
         """The component called ``name``, or ``None``."""
         return self._components.get((account, region, name))
 
-    def components(self, account: str, region: str) -> list[_Component]:
+    def components(self, account: str, region: str) -> list[ComponentRecord]:
         """Every component of an account and region."""
         return [c for k, c in self._components.items() if k[:2] == (account, region)]
 
-    def create(self, account: str, region: str, component: _Component) -> None:
+    def create(self, account: str, region: str, component: ComponentRecord) -> None:
         """Add a new component (status ``Creating``) and place its copies."""
         now = self.clock.now()
         fleet = self._fleets[(account, region, component.endpoint_name)]
@@ -563,7 +572,7 @@ class ComponentManager:
             component.doomed = (failure.reason, now + failure.wait_s)
         self._reconcile(account, region, component, now)
 
-    def set_desired(self, account: str, region: str, component: _Component, copies: int,
+    def set_desired(self, account: str, region: str, component: ComponentRecord, copies: int,
                     *, cause: str, at: float | None = None) -> None:
         """Ask for ``copies`` copies (``UpdateInferenceComponentRuntimeConfig``), at
         simulated time ``at`` (default: now)."""
@@ -579,7 +588,7 @@ class ComponentManager:
         self._reconcile(account, region, component, now)
         self.advance(now)
 
-    def update_spec(self, account: str, region: str, component: _Component,
+    def update_spec(self, account: str, region: str, component: ComponentRecord,
                     spec: tuple[dict[str, Any], str, dict[str, str], int, int]) -> None:
         """Apply a new specification after the copies restart (``Updating``)."""
         now = self.clock.now()
@@ -589,7 +598,7 @@ class ComponentManager:
         component.modified = self.clock.wall(now)
         self.record(now, "component", component.name, "Updating its specification")
 
-    def delete(self, account: str, region: str, component: _Component) -> None:
+    def delete(self, account: str, region: str, component: ComponentRecord) -> None:
         """Start deleting a component: its copies stop taking requests at once."""
         now = self.clock.now()
         component.status = "Deleting"
@@ -615,7 +624,7 @@ class ComponentManager:
             self._release_idle(fleet, now)
         self._dispatch_all(now)
 
-    def _advance_component(self, account: str, region: str, component: _Component,
+    def _advance_component(self, account: str, region: str, component: ComponentRecord,
                            now: float) -> None:
         if component.status == "Deleting":
             if now >= component.due_at:
@@ -665,7 +674,7 @@ class ComponentManager:
                         "for this inference component.")
         return None
 
-    def _fail(self, component: _Component, now: float, reason: str) -> None:
+    def _fail(self, component: ComponentRecord, now: float, reason: str) -> None:
         component.status = "Failed"
         component.failure_reason = reason
         component.modified = self.clock.wall(now)
@@ -674,7 +683,7 @@ class ComponentManager:
         self._fail_waiting(component, NO_CAPACITY_MESSAGE)
         self.record(now, "component", component.name, f"Failed: {reason}")
 
-    def _reconcile(self, account: str, region: str, component: _Component, now: float) -> None:
+    def _reconcile(self, account: str, region: str, component: ComponentRecord, now: float) -> None:
         """Retire copies above the desired count; place missing copies where they fit."""
         fleet = self._fleets.get((account, region, component.endpoint_name))
         if fleet is None or component.status in ("Failed", "Deleting"):
@@ -798,7 +807,7 @@ class ComponentManager:
                 raise InvocationRejected(400, "ValidationError", NO_CAPACITY_MESSAGE)
             return Admission(self, component)
 
-    def _account_load(self, component: _Component, now: float) -> None:
+    def _account_load(self, component: ComponentRecord, now: float) -> None:
         if now > component.load_since:
             component.load_area += component.load() * (now - component.load_since)
             component.load_since = now
@@ -810,7 +819,7 @@ class ComponentManager:
         if woke:
             self._slots.notify_all()
 
-    def _dispatch(self, component: _Component, now: float) -> bool:
+    def _dispatch(self, component: ComponentRecord, now: float) -> bool:
         woke = False
         while component.waiting:
             open_copies = [c for c in component.serving(now) if c.active < component.concurrency]
@@ -824,7 +833,7 @@ class ComponentManager:
             woke = True
         return woke
 
-    def _fail_waiting(self, component: _Component, message: str) -> None:
+    def _fail_waiting(self, component: ComponentRecord, message: str) -> None:
         self._account_load(component, self.clock.now())
         while component.waiting:
             ticket = component.waiting.popleft()
@@ -857,7 +866,7 @@ class Admission:
     :meth:`release` when the last token is sent (in a ``finally``).
     """
 
-    def __init__(self, manager: ComponentManager, component: _Component) -> None:
+    def __init__(self, manager: ComponentManager, component: ComponentRecord) -> None:
         self.manager = manager
         self.component = component
         self.ticket = _Ticket()
@@ -951,7 +960,7 @@ class Admission:
             manager._slots.notify_all()
 
 
-def spec_fields(component: _Component) -> dict[str, Any]:
+def spec_fields(component: ComponentRecord) -> dict[str, Any]:
     """The ``Specification`` member of DescribeInferenceComponent."""
     spec = component.specification
     out: dict[str, Any] = {}

@@ -34,10 +34,10 @@ from typing import Any
 from common.local.components import (
     NOT_SUPPORTED_MESSAGE,
     ComponentManager,
-    _Component,
-    _serving_properties,
+    ComponentRecord,
     ceil_accelerators,
     copy_concurrency_from,
+    serving_properties_from_s3,
     spec_fields,
 )
 
@@ -183,14 +183,14 @@ def install_component_api(plane: Any, manager: ComponentManager,
         if manager.copy_concurrency is not None:
             concurrency = manager.copy_concurrency
         else:
-            properties = _serving_properties(
+            properties = serving_properties_from_s3(
                 backend.account_id, container.get("ModelDataUrl") or container.get(
                     "ArtifactUrl"))
             concurrency = copy_concurrency_from(environment, image, properties)
         needs = ceil_accelerators(spec.get("ComputeResourceRequirements"))
         return dict(spec), image, environment, concurrency, needs
 
-    def find(backend: Any, name: str) -> _Component:
+    def find(backend: Any, name: str) -> ComponentRecord:
         manager.advance()
         component = manager.component(backend.account_id, backend.region_name, name)
         if component is None:
@@ -198,7 +198,7 @@ def install_component_api(plane: Any, manager: ComponentManager,
                 message=f"Could not find inference component \"{ic_arn(backend, name)}\".")
         return component
 
-    def describe(component: _Component) -> dict[str, Any]:
+    def describe(component: ComponentRecord) -> dict[str, Any]:
         now = manager.clock.now()
         described: dict[str, Any] = {
             "InferenceComponentName": component.name,
@@ -250,7 +250,7 @@ def install_component_api(plane: Any, manager: ComponentManager,
             copies = int((response._get_param("RuntimeConfig") or {}).get("CopyCount", 1))
             now = manager.clock.now()
             stamp = manager.clock.wall(now)
-            component = _Component(
+            component = ComponentRecord(
                 name=name, arn=ic_arn(backend, name), endpoint_name=endpoint_name,
                 endpoint_arn=endpoint.arn, variant_name=variant, specification=spec,
                 image=image, environment=environment, concurrency=concurrency, needs=needs,
@@ -303,7 +303,7 @@ def install_component_api(plane: Any, manager: ComponentManager,
             result["NextToken"] = str(start + size)
         return ActionResult(result)
 
-    def require_updatable(backend: Any, component: _Component) -> None:
+    def require_updatable(backend: Any, component: ComponentRecord) -> None:
         if component.status not in ("InService", "Updating"):
             raise ValidationError(message=(
                 f"Cannot update inference component \"{component.arn}\" while it is "
