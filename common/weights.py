@@ -293,8 +293,10 @@ def copy_weights_to_s3(
         token: a Hugging Face read token (None: ``huggingface_hub``'s own).
         revision: a branch, tag or commit (None: ``main``).
         allow_patterns: the files to copy (see :data:`WEIGHT_PATTERNS`).
-        staging_dir: where each file waits between download and upload (default: a new
-            temporary folder, removed at the end).
+        staging_dir: the folder in which each file waits between download and upload
+            (default: the system's temporary folder). The copy stages in a new subfolder of
+            its own there, removed at the end, so copies running at once never touch each
+            other's files.
         endpoint: the Hub's URL (None: ``HF_ENDPOINT`` / huggingface.co).
         progress: show the progress bar.
         on_file_done: called with (file, staged path) after each upload, before the delete
@@ -346,9 +348,12 @@ def copy_weights_to_s3(
             return True
         stored = _stored_oid(s3_client, bucket, key)
         return not stored or stored == file.oid  # no id stored: a copy made before ids
-    owns_staging = staging_dir is None
-    staging = Path(tempfile.mkdtemp(prefix="weights-") if owns_staging else staging_dir)
-    staging.mkdir(parents=True, exist_ok=True)
+    # A folder of this copy's own, inside staging_dir: two copies at once (two notebooks,
+    # two kernels) that share a staging_dir never download into, or delete from, each
+    # other's files.
+    if staging_dir is not None:
+        Path(staging_dir).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="weights-", dir=staging_dir))
     transfer = TransferConfig(multipart_threshold=_MULTIPART_THRESHOLD,
                               multipart_chunksize=_MULTIPART_THRESHOLD)
     bars_were_disabled = are_progress_bars_disabled()
@@ -381,8 +386,7 @@ def copy_weights_to_s3(
         bar.close()
         if not bars_were_disabled:
             enable_progress_bars()
-        if owns_staging:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return result
 
 

@@ -111,6 +111,44 @@ def test_the_copy_never_holds_more_than_the_largest_file(local_stack, sharded_mo
     assert result.uri == f"s3://{bucket}/run/model/"
 
 
+def test_two_copies_at_once_share_a_staging_folder_safely(local_stack, sharded_model,
+                                                          tmp_path):
+    """Two notebooks copying the same model at once with the recipes' one STAGING_DIR: each
+    copy stages in a folder of its own, so neither deletes the file the other is uploading.
+    A barrier after every upload holds both copies at the moment their files are on disk."""
+    repo_id, files = sharded_model
+    wanted = _copied(files)
+    staging = tmp_path / "shared-staging"
+    s3 = local_stack.client("s3")
+    buckets = [_bucket(local_stack), _bucket(local_stack)]
+    both_uploaded = threading.Barrier(2, timeout=60)
+    results: dict[str, common.CopyResult] = {}
+    errors: list[BaseException] = []
+
+    def copy(bucket: str) -> None:
+        try:
+            results[bucket] = common.copy_weights_to_s3(
+                repo_id, bucket, "shared/model", s3_client=s3, staging_dir=staging,
+                endpoint=local_stack.env["HF_ENDPOINT"], progress=False,
+                on_file_done=lambda file, path: both_uploaded.wait())
+        except BaseException as exc:  # reported below, with the other copy's outcome
+            both_uploaded.abort()
+            errors.append(exc)
+
+    threads = [threading.Thread(target=copy, args=(bucket,)) for bucket in buckets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, f"a copy failed: {errors!r}"
+    for bucket in buckets:
+        assert sorted(results[bucket].uploaded) == sorted(wanted)
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix="shared/model/")
+        assert {item["Key"].removeprefix("shared/model/"): item["Size"]
+                for item in listing["Contents"]} == wanted
+    assert staging.is_dir() and not any(staging.iterdir()), "a copy left files behind"
+
+
 def test_a_resumed_copy_uploads_only_what_is_missing(local_stack, sharded_model):
     repo_id, files = sharded_model
     wanted = _copied(files)
