@@ -239,12 +239,11 @@ def run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
     (or any running loop, which cannot be re-entered) it runs on a fresh loop in a worker
     thread and this call waits for it.
     """
+    own = _OwnLoop()
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="common-bench-loop") as worker:
-        return worker.submit(asyncio.run, coroutine).result()
+        return own.run(coroutine)
+    finally:
+        own.close()
 
 
 class _OwnLoop:

@@ -77,7 +77,9 @@ raises :class:`~common.errors.StreamTimeoutError`. TGI sends a keep-alive commen
 of silence, and SageMaker itself expects a container to answer within 60 s."""
 EXECUTION_ROLE_ENV_VAR = "SAGEMAKER_EXECUTION_ROLE_ARN"
 FALLBACK_ROLE_NAME = "sagemaker_execution_role"
-_NOTEBOOK_METADATA_FILE = "/opt/ml/metadata/resource-metadata.json"
+NOTEBOOK_METADATA_FILE = "/opt/ml/metadata/resource-metadata.json"
+"""The file SageMaker writes into Studio spaces and notebook instances (its ``ResourceArn``
+names where the code runs)."""
 
 # --------------------------------------------------------------------------- parameters
 
@@ -593,7 +595,15 @@ def _call_with_capacity_wait(
             or wait_for_capacity < 0):
         raise ValueError(f"wait_for_capacity must be seconds >= 0 or None, not "
                          f"{wait_for_capacity!r}")
-    line = ProgressLine(out, repeat_after_s=60.0, clock=clock)
+    if wait_for_capacity is None:
+        try:
+            return call()
+        except NoCapacityError as exc:
+            raise NoCapacityError(exc.sagemaker_message,
+                                  inference_component=inference_component) from exc
+    # Made at the first refusal: a call that finds a copy shows nothing and never asks the
+    # display layer (IPython, ipywidgets) what it can show.
+    line: ProgressLine | None = None
     started = clock()
     pauses = growing_pauses(*CAPACITY_POLL_S)
     tries = 0
@@ -602,9 +612,8 @@ def _call_with_capacity_wait(
         try:
             response = call()
         except NoCapacityError as exc:
-            error = NoCapacityError(exc.sagemaker_message, inference_component=inference_component)
-            if wait_for_capacity is None:
-                raise error from exc
+            if line is None:
+                line = ProgressLine(out, repeat_after_s=60.0, clock=clock)
             elapsed = clock() - started
             if elapsed >= wait_for_capacity:
                 line.finish(f"no copy after {format_elapsed(elapsed)} ({tries} tries)")
@@ -621,7 +630,7 @@ def _call_with_capacity_wait(
                         f"tr{'ies' if tries != 1 else 'y'} so far", state="waiting")
             sleep(max(0.0, min(next(pauses), wait_for_capacity - elapsed)))
             continue
-        if tries > 1:
+        if line is not None:
             line.finish(f"a copy is serving after {format_elapsed(clock() - started)} "
                         f"({tries} tries); streaming the answer.")
         return response
@@ -1181,7 +1190,7 @@ def delete_endpoint_resources(
     if not models:
         done.append("model: unknown (the endpoint config is gone; pass model_name)")
     if s3_uri is not None:
-        done.append(delete_s3_prefix(s3_uri, s3_client=client_or_default(s3_client, "s3")))
+        done.append(delete_s3_prefix(s3_uri, s3_client=s3_client))
     return done
 
 
@@ -1204,7 +1213,7 @@ def resolve_execution_role(
     session: Any = None,
     *,
     environ: Mapping[str, str] | None = None,
-    metadata_file: str = _NOTEBOOK_METADATA_FILE,
+    metadata_file: str = NOTEBOOK_METADATA_FILE,
 ) -> str:
     """Return the ARN of the IAM role the endpoint will run as.
 

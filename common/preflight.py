@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from common.endpoints import NOTEBOOK_METADATA_FILE
 from common.errors import DeploymentError, PreflightError
 from common.weights import format_bytes, list_weight_files
 
@@ -412,9 +413,6 @@ def _weight_sizes(preset: Any, token: str | None, endpoint: str | None, *,
             f"{len(files)} files on the Hub")
 
 
-_STUDIO_METADATA_FILE = "/opt/ml/metadata/resource-metadata.json"  # SageMaker Studio's
-
-
 def _existing_folder(path: str) -> str:
     """``path``, or its nearest ancestor that exists (the copy creates the folder itself)."""
     folder = os.path.abspath(path)
@@ -477,7 +475,7 @@ def check_disk(preset: Any, weights: str, *, staging_dir: str,
     what = ("the largest file (one file at a time)" if weights == WEIGHTS_COPY
             else "the whole model (snapshot download)")
     home = home or os.path.expanduser("~")
-    studio = os.path.exists(_STUDIO_METADATA_FILE) if in_studio is None else in_studio
+    studio = os.path.exists(NOTEBOOK_METADATA_FILE) if in_studio is None else in_studio
     on_home = _same_volume(measured, home)
     volume = "the home folder's volume" if on_home else "not the home folder's volume"
     detail = (f"{format_bytes(free)} free in {staging_dir} ({volume}); the copy needs "

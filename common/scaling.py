@@ -629,5 +629,5 @@ def delete_scaling_resources(
                                            sleep=sleep))
     done += delete_endpoint_resources(
         endpoint_name, endpoint_config_name=endpoint_config_name, model_name=model_name,
-        s3_uri=s3_uri, sagemaker_client=sm, s3_client=s3_client)
+        s3_uri=s3_uri, sagemaker_client=sm, s3_client=s3_client, clock=clock, sleep=sleep)
     return done
