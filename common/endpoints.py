@@ -821,13 +821,13 @@ def _clean_up_hint(client: Any, described: Mapping[str, Any]) -> str | None:
     its tags; ``None`` (the errors' default call) when it has none or they cannot be read."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from common.tags import read_recipe_tags
+    from common.tags import resource_recipe_tags
 
     arn = described.get("EndpointArn")
     if not arn:
         return None
     try:
-        tags = read_recipe_tags(client.list_tags(ResourceArn=arn).get("Tags", []))
+        tags = resource_recipe_tags(client, arn)
     except (ClientError, BotoCoreError):  # only the hint is lost: the error is raised anyway
         return None
     if tags is None:
@@ -1207,6 +1207,17 @@ def _role_help(reason: str) -> str:
         f"{EXECUTION_ROLE_ENV_VAR}=arn:aws:iam::<account>:role/<name> before starting Jupyter. "
         "(SageMaker Studio and notebook instances already run with one.)"
     )
+
+
+def default_bucket(session: Any, region: str) -> str:
+    """Return SageMaker's default bucket name for the account, ``sagemaker-<region>-<account>``
+    (what the SDK's ``Session.default_bucket()`` uses), read with STS ``GetCallerIdentity``.
+
+    Raises:
+        botocore.exceptions.ClientError: as ``GetCallerIdentity`` raises it.
+    """
+    account = session.client("sts", region_name=region).get_caller_identity()["Account"]
+    return f"sagemaker-{region}-{account}"
 
 
 def resolve_execution_role(

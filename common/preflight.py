@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from common.endpoints import NOTEBOOK_METADATA_FILE
+from common.endpoints import NOTEBOOK_METADATA_FILE, default_bucket
 from common.errors import DeploymentError, PreflightError
 from common.weights import format_bytes, list_weight_files
 
@@ -632,11 +632,6 @@ def check_role(session: Any, role_arn: str | None, *, bucket: str | None = None,
 # --------------------------------------------------------------------------- preflight
 
 
-def _default_bucket(session: Any, region: str) -> str:
-    account = session.client("sts", region_name=region).get_caller_identity()["Account"]
-    return f"sagemaker-{region}-{account}"
-
-
 def _show(report: PreflightReport) -> None:
     from common.display import in_jupyter_kernel
 
@@ -728,7 +723,7 @@ def preflight(
     if role_arn is not None:
         if mode != WEIGHTS_HUB and bucket is None:
             try:
-                bucket = _default_bucket(boto_session, region)
+                bucket = default_bucket(boto_session, region)
             except _aws_errors() as exc:
                 results.append(CheckResult("S3 access", NOT_CHECKED,
                                            f"could not find the account for the default "

@@ -123,9 +123,9 @@ def check_recipe_endpoint(
 
 def _check_tags(sm: Any, described: Mapping[str, Any], endpoint_name: str, *, recipe: str,
                 container: str, model_id: str, deploy_notebook: str) -> None:
-    from common.tags import read_recipe_tags
+    from common.tags import resource_recipe_tags
 
-    tags = read_recipe_tags(sm.list_tags(ResourceArn=described["EndpointArn"]).get("Tags", []))
+    tags = resource_recipe_tags(sm, described["EndpointArn"])
     if tags is None:
         raise RecipeStateError(
             f"The endpoint {endpoint_name} carries no recipe tags, so it cannot be checked "

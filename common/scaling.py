@@ -478,7 +478,13 @@ def watch_scaling(
 # --------------------------------------------------------------------------- clean-up
 
 
-def _delete_alarms(cloudwatch: Any, names: Sequence[str]) -> list[str]:
+def delete_alarms(cloudwatch: Any, names: Sequence[str]) -> list[str]:
+    """Delete the CloudWatch alarms ``names`` that exist; return one line per name,
+    ``"alarm NAME: deleted"`` or ``"alarm NAME: already gone"``.
+
+    Raises:
+        botocore.exceptions.ClientError: any failure (e.g. AccessDenied).
+    """
     if not names:
         return []
     existing = {alarm["AlarmName"] for alarm in
@@ -615,7 +621,7 @@ def delete_scaling_resources(
     autoscaling = client_or_default(autoscaling_client, "application-autoscaling")
     cloudwatch = client_or_default(cloudwatch_client, "cloudwatch")
     resource_id = inference_component_resource_id(inference_component)
-    done = _delete_alarms(cloudwatch, alarm_names)
+    done = delete_alarms(cloudwatch, alarm_names)
     done += _delete_policies(autoscaling, resource_id, policy_names)
     if _scaling_target(autoscaling, resource_id):
         autoscaling.deregister_scalable_target(

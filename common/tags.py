@@ -178,3 +178,13 @@ def read_recipe_tags(tags: Iterable[Mapping[str, str]] | Mapping[str, str] | str
     if not recipe or not run:
         return None
     return RecipeTags(recipe, run, values.get(MODEL_TAG, ""), values.get(CONTAINER_TAG, ""))
+
+
+def resource_recipe_tags(sagemaker_client: Any, arn: str) -> RecipeTags | None:
+    """Read a SageMaker resource's recipe labels (``ListTags``), or ``None`` when it has none.
+
+    Raises:
+        botocore.exceptions.ClientError: as ``ListTags`` raises it (e.g. the resource is gone:
+            :func:`common.endpoints.is_not_found` tells).
+    """
+    return read_recipe_tags(sagemaker_client.list_tags(ResourceArn=arn).get("Tags", []))

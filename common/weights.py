@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.tags import MODEL_TAG
+
 __all__ = [
     "MANIFEST_SUFFIX",
     "RUNS_ROOT",
@@ -68,7 +70,7 @@ RUNS_ROOT = f"{S3_ROOT}/runs"
 MANIFEST_SUFFIX = ".manifest.json"
 """A complete copy's manifest sits beside its folder: ``<prefix>.manifest.json``."""
 OID_METADATA = "llama-recipes-oid"
-MODEL_METADATA = "llama-recipes-model"
+MODEL_METADATA = MODEL_TAG  # the same key as the resources' model tag
 REVISION_METADATA = "llama-recipes-revision"
 
 WEIGHT_PATTERNS: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*.safetensors", "*.bin",
@@ -273,7 +275,6 @@ def copy_weights_to_s3(
     endpoint: str | None = None,
     progress: bool = True,
     on_file_done: Callable[[WeightFile, Path], None] | None = None,
-    metadata: Mapping[str, str] | None = None,
 ) -> CopyResult:
     """Copy a repository's weights to ``s3://bucket/prefix/``, one file at a time.
 
@@ -301,8 +302,6 @@ def copy_weights_to_s3(
         progress: show the progress bar.
         on_file_done: called with (file, staged path) after each upload, before the delete
             (tests measure the disk with it).
-        metadata: more S3 user metadata for every object (the model, the revision and the
-            file's content id are always written).
 
     Returns:
         A :class:`CopyResult`; its ``uri`` goes into ``option.model_id``.
@@ -338,8 +337,7 @@ def copy_weights_to_s3(
     manifest = _read_manifest(s3_client, bucket, manifest_key) or {}
     recorded = {str(f.get("path")): str(f.get("oid", "")) for f in manifest.get("files", [])
                 if isinstance(f, dict)}
-    labels = {MODEL_METADATA: repo_id, REVISION_METADATA: revision or "main",
-              **dict(metadata or {})}
+    labels = {MODEL_METADATA: repo_id, REVISION_METADATA: revision or "main"}
 
     def already_there(file: WeightFile, key: str) -> bool:
         if existing.get(key) != file.size:

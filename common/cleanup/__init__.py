@@ -43,8 +43,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from common.endpoints import (
+    default_bucket,
+    delete_endpoint,
+    delete_if_exists,
+    delete_s3_prefix,
+    is_not_found,
+)
 from common.errors import CleanupError, DeploymentError
-from common.tags import RUN_ID_PATTERN, read_recipe_tags
+from common.scaling import COPY_COUNT_DIMENSION
+from common.tags import RUN_ID_PATTERN, RecipeTags, read_recipe_tags, resource_recipe_tags
 from common.weights import MANIFEST_SUFFIX, RUNS_ROOT, S3_ROOT, WEIGHTS_ROOT, format_bytes
 
 __all__ = [
@@ -62,7 +70,6 @@ KINDS = ("alarm", "scaling policy", "scalable target", "inference component", "e
          "endpoint config", "model", "S3 run files", "S3 weights")
 """Every kind of resource, in the order :func:`delete_leftovers` deletes them."""
 
-IC_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 S3_USD_PER_GB_MONTH = 0.023  # S3 Standard, first 50 TB, us-east-1 (approximate)
 ALARM_USD_PER_MONTH = {"standard": 0.10, "high resolution": 0.30}  # CloudWatch, us-east-1
 HOURS_PER_MONTH = 730
@@ -217,10 +224,8 @@ class _Finder:
     def tags_of(self, arn: str) -> Any:
         from botocore.exceptions import ClientError
 
-        from common.endpoints import is_not_found
-
         try:
-            return read_recipe_tags(self.sm.list_tags(ResourceArn=arn).get("Tags", []))
+            return resource_recipe_tags(self.sm, arn)
         except ClientError as exc:
             if is_not_found(exc):  # deleted between the listing and now
                 return None
@@ -293,8 +298,7 @@ class _Finder:
                 continue
             if tags is None and component in self.components:
                 owner = self.components[component]
-                tags = read_recipe_tags({"llama-recipes-recipe": owner.recipe,
-                                         "llama-recipes-run": owner.run})
+                tags = RecipeTags(owner.recipe, owner.run)
             if tags is None:
                 continue
             resolution = "high resolution" if int(alarm.get("Period") or 60) < 60 \
@@ -309,7 +313,7 @@ class _Finder:
         autoscaling = self.session.client("application-autoscaling", region_name=self.region)
         targets = [t for t in _pages(autoscaling, "describe_scalable_targets", "ScalableTargets",
                                      ServiceNamespace="sagemaker")
-                   if t.get("ScalableDimension") == IC_DIMENSION]
+                   if t.get("ScalableDimension") == COPY_COUNT_DIMENSION]
         for target in targets:
             resource_id = str(target["ResourceId"])
             component = resource_id.removeprefix("inference-component/")
@@ -330,7 +334,7 @@ class _Finder:
                 0.0, detail))
             for policy in _pages(autoscaling, "describe_scaling_policies", "ScalingPolicies",
                                  ServiceNamespace="sagemaker", ResourceId=resource_id,
-                                 ScalableDimension=IC_DIMENSION):
+                                 ScalableDimension=COPY_COUNT_DIMENSION):
                 self.found.append(Leftover(
                     "scaling policy", policy["PolicyName"], recipe, run,
                     _aware(policy.get("CreationTime")), str(policy.get("PolicyType", "-")),
@@ -338,8 +342,6 @@ class _Finder:
 
     def component_exists(self, name: str) -> bool:
         from botocore.exceptions import ClientError
-
-        from common.endpoints import is_not_found
 
         try:
             self.sm.describe_inference_component(InferenceComponentName=name)
@@ -352,9 +354,7 @@ class _Finder:
     def s3(self) -> None:
         s3 = self.session.client("s3", region_name=self.region)
         if self.buckets is None:
-            account = self.session.client("sts", region_name=self.region) \
-                .get_caller_identity()["Account"]
-            self.buckets = [f"sagemaker-{self.region}-{account}"]
+            self.buckets = [default_bucket(self.session, self.region)]
         for bucket in self.buckets:
             self.guarded(f"S3 objects under s3://{bucket}/{S3_ROOT}/",
                          lambda bucket=bucket: self.bucket(s3, bucket))
@@ -368,7 +368,7 @@ class _Finder:
                                Prefix=f"{S3_ROOT}/"):
                 groups.setdefault(_s3_group(item["Key"]), []).append(item)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            if is_not_found(exc):  # no such bucket
                 return
             raise
         for (kind, prefix), items in sorted(groups.items()):
@@ -502,8 +502,7 @@ def delete_leftovers(
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from common.endpoints import delete_endpoint, delete_if_exists, delete_s3_prefix
-    from common.scaling import delete_inference_component
+    from common.scaling import delete_alarms, delete_inference_component
 
     session = session or boto3.Session(region_name=region)
     region = region or session.region_name
@@ -517,21 +516,17 @@ def delete_leftovers(
 
     def delete(item: Leftover) -> str:
         if item.kind == "alarm":
-            cloudwatch = client("cloudwatch")
-            if not cloudwatch.describe_alarms(AlarmNames=[item.name]).get("MetricAlarms"):
-                return f"alarm {item.name}: already gone"
-            cloudwatch.delete_alarms(AlarmNames=[item.name])
-            return f"alarm {item.name}: deleted"
+            return delete_alarms(client("cloudwatch"), [item.name])[0]
         if item.kind == "scaling policy":
             return delete_if_exists("scaling policy", item.name, lambda: client(
                 "application-autoscaling").delete_scaling_policy(
                     PolicyName=item.name, ServiceNamespace="sagemaker",
-                    ResourceId=item.detail["resource_id"], ScalableDimension=IC_DIMENSION))
+                    ResourceId=item.detail["resource_id"], ScalableDimension=COPY_COUNT_DIMENSION))
         if item.kind == "scalable target":
             return delete_if_exists("scalable target", item.name, lambda: client(
                 "application-autoscaling").deregister_scalable_target(
                     ServiceNamespace="sagemaker", ResourceId=item.detail["resource_id"],
-                    ScalableDimension=IC_DIMENSION))
+                    ScalableDimension=COPY_COUNT_DIMENSION))
         if item.kind == "inference component":
             return delete_inference_component(item.name, sagemaker_client=client("sagemaker"),
                                               timeout_s=wait_s)

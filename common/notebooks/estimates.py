@@ -147,8 +147,7 @@ def scale_estimate(preset: Preset, scaling: ScalingSettings) -> Estimate:
     clean-up, and the instances the load adds from their provisioning until SageMaker
     releases them, idle, after the scale-in."""
     start = endpoint_start_minutes(preset)
-    steps = _steps(
-        preset,
+    billed = (  # from CreateEndpoint to the clean-up
         ("the endpoint and its first copy starting", (start[0] + 2, start[1] + 5)),
         ("the capacity sweep", SWEEP_MINUTES),
         ("scaling out under load, while an instance is provisioned and a copy starts",
@@ -157,8 +156,8 @@ def scale_estimate(preset: Preset, scaling: ScalingSettings) -> Estimate:
         ("the request after zero, while a copy starts again", FROM_ZERO_MINUTES),
         ("clean-up", CLEAN_UP_MINUTES),
     )
-    billed = steps[-6:]  # from CreateEndpoint to the clean-up
-    base = (sum(s.low for s in billed) / 60, sum(s.high for s in billed) / 60)
+    steps = _steps(preset, *billed)
+    base = (sum(low for _, (low, _) in billed) / 60, sum(high for _, (_, high) in billed) / 60)
     copies_under_load = min(3, scaling.max_copies)  # the load asks for 2 x target + 1 streams
     added = math.ceil(copies_under_load / scaling.copies_per_instance) - 1
     # An added instance bills from its provisioning through the scale-in to its idle release.

@@ -104,7 +104,7 @@ class Recipe:
         sizing_note: markdown that states the instance and token limits chosen and why.
         preset: the :class:`~common.presets.Preset` the notebooks will deploy, for the values
             the markdown states (token limits, batch settings) and the time and cost of the
-            first cell; ``None`` for the preset the notebook's ``preset_args`` name.
+            first cell.
         temperature / top_p: the sampling the inference notebook sends (Python literals).
         sampling_note: markdown saying where they came from (empty: the recipes' defaults,
             said nowhere, as in the Llama 2 recipes).
@@ -131,13 +131,13 @@ class Recipe:
     hardware: str
     price_per_hour: float | None
     container_version: str
+    preset: Any
     max_instances: int = 2
     family: str = ""
     licence_name: str = ""
     licence_url: str = ""
     preset_code: str = ""
     sizing_note: str = ""
-    preset: Any = None
     temperature: str = "0.6"
     top_p: str = "0.9"
     sampling_note: str = ""
@@ -166,29 +166,18 @@ class Recipe:
         """The scale notebook's path relative to the output root."""
         return self.directory / self.scale_name
 
-    @property
-    def deploy_preset(self) -> Any:
-        """The preset the notebooks deploy: :attr:`preset`, else the one ``preset_args`` name."""
-        if self.preset is not None:
-            return self.preset
-        from common.presets import get_preset
-
-        size, container = (part.strip().strip('"') for part in self.preset_args.split(","))
-        return get_preset(size, container)
-
     def context(self) -> dict[str, Any]:
         """Return the template variables of this recipe."""
         from common.presets import LMI_VERSION_SUMMARY
         from common.recipe_state import state_key
 
-        price = None if self.price_per_hour is None else f"{self.price_per_hour:.2f}"
         facts = _CONTAINER_FACTS[self.container]
         return {
             "image_framework": facts["image_framework"],
             "deploy_section": facts["deploy_section"],
             "container_version_label": facts["version_label"].format(self.container_version),
             "lmi_version_summary": LMI_VERSION_SUMMARY,
-            "recipe_preset": self.deploy_preset,
+            "recipe_preset": self.preset,
             "container": self.container,
             "container_label": _CONTAINER_LABELS[self.container],
             "model_id": self.model_id,
@@ -196,7 +185,6 @@ class Recipe:
             "instance_type": self.instance_type,
             "num_gpus": self.num_gpus,
             "hardware": self.hardware,
-            "price_per_hour": price,
             "preset_args": self.preset_args,
             "preset_edits": self.preset_edits,
             "prompt_format": self.prompt_format,
@@ -722,7 +710,7 @@ def render_recipe(recipe: Recipe) -> dict[PurePosixPath, str]:
     from common.notebooks.estimates import deploy_estimate, inference_estimate
 
     context = recipe.context()
-    preset = recipe.deploy_preset
+    preset = recipe.preset
     return {
         recipe.deploy_path: notebook_text(render_notebook(
             f"{recipe.container}-deploy.ipynb.j2", {**context,
@@ -742,7 +730,7 @@ def render_scale(recipe: Recipe) -> dict[PurePosixPath, str]:
     from common.notebooks.estimates import scale_estimate
     from common.presets import scaling_settings
 
-    preset = recipe.deploy_preset
+    preset = recipe.preset
     estimate = scale_estimate(preset, scaling_settings(preset,
                                                        max_instances=recipe.max_instances))
     return {recipe.scale_path: notebook_text(render_notebook(
