@@ -572,9 +572,6 @@ def _read_file(model_id: str, filename: str, *, token: str | None, revision: str
 
     try:
         path = hf_hub_download(model_id, filename, token=token, revision=revision)
-    except (errors.GatedRepoError, errors.RepositoryNotFoundError,
-            errors.RevisionNotFoundError):
-        raise
     except errors.EntryNotFoundError:  # also LocalEntryNotFoundError: offline, not cached
         if filename in _REQUIRED:
             raise
