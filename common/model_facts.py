@@ -49,6 +49,7 @@ from common.prompts import PromptBuilder
 __all__ = [
     "FACT_FILES",
     "LICENCES",
+    "MODEL_ID_PATTERN",
     "TEMPLATE_FILES",
     "ModelFacts",
     "active_weight_bytes",
@@ -68,6 +69,9 @@ FACT_FILES = ("config.json", "tokenizer_config.json", "generation_config.json",
 
 TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json", "tokenizer_config.json")
 """Where a chat template may be, in the order it is looked for (the first one found wins)."""
+
+MODEL_ID_PATTERN = re.compile(r"[\w.-]+/[\w.-]+")
+"""What a Hugging Face model id looks like (``owner/name``); match it with ``fullmatch``."""
 
 _REQUIRED = ("config.json", "tokenizer_config.json")
 
@@ -599,7 +603,7 @@ def read_model_facts(model_id: str, *, token: str | None = None,
     """
     from huggingface_hub import errors
 
-    if not isinstance(model_id, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
+    if not isinstance(model_id, str) or not MODEL_ID_PATTERN.fullmatch(model_id):
         raise ModelFactsError(
             f"model id {model_id!r} is not 'owner/name' (e.g. meta-llama/Llama-3.1-8B-Instruct)."
             " Copy it from the model's page on huggingface.co.", model_id=str(model_id),
