@@ -152,7 +152,7 @@ class _Registry:
         self._s3: dict[str, ServedModel] = {}
         self._s3_keys: dict[tuple[str, str], tuple[str, ServedModel | None]] = {}
         self._hub: SnapshotFolder | None = None
-        self._hub_cache: dict[tuple[str, str], ServedModel | None] = {}
+        self._hub_cache: dict[str, ServedModel | None] = {}  # the default branch's
 
     def use_hub(self, snapshot: SnapshotFolder | None) -> SnapshotFolder | None:
         with self._lock:
@@ -178,9 +178,9 @@ class _Registry:
         with self._lock:
             model = self._s3.get(model_id)
             hub = self._hub
-            cached = (model_id, "main") in self._hub_cache
+            cached = model_id in self._hub_cache
             if model is None and cached:
-                model = self._hub_cache[(model_id, "main")]
+                model = self._hub_cache[model_id]
         if model is not None or cached:
             return model
         folder = hub("model", model_id, "main") if hub is not None else None
@@ -193,7 +193,7 @@ class _Registry:
             files = variant_files(model_id)
             model = None if files is None else served_model_from_documents(model_id, files)
         with self._lock:
-            self._hub_cache[(model_id, "main")] = model
+            self._hub_cache[model_id] = model
         return model
 
 
