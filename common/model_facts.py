@@ -54,6 +54,7 @@ __all__ = [
     "ModelFacts",
     "active_weight_bytes",
     "chat_template_from_files",
+    "chat_templates_by_file",
     "count_weight_bytes",
     "language_config",
     "model_facts_from_documents",
@@ -150,10 +151,10 @@ class ModelFacts:
             experts each token uses (``None`` for a dense model).
         active_weight_bytes: the 16-bit bytes of the parameters one token uses (an MoE model;
             ``None`` for a dense model, where it is :attr:`weight_bytes`).
-        template_source: the file the chat template came from (see :data:`TEMPLATE_FILES`).
-        template_files: every file that holds a chat template (a server that reads only some
-            of them may see another one, or none: TGI 3.3.6 never reads
-            ``chat_template.jinja``).
+        template_files: every file that holds a chat template, in :data:`TEMPLATE_FILES`
+            order (a server that reads only some of them may see another one, or none: TGI
+            3.3.6 never reads ``chat_template.jinja``); the first is :attr:`template_source`,
+            the file the chat template came from.
         sampling: the ``temperature`` / ``top_p`` that ``generation_config.json`` recommends
             (empty when it recommends none, or says ``do_sample: false``).
         revision: the branch, tag or commit the files were read at (``None``: the default
@@ -183,7 +184,6 @@ class ModelFacts:
     num_experts: int | None = None
     experts_per_token: int | None = None
     active_weight_bytes: int | None = None
-    template_source: str | None = None
     template_files: tuple[str, ...] = ()
     sampling: Mapping[str, float] = field(default_factory=dict)
     revision: str | None = None
@@ -208,6 +208,12 @@ class ModelFacts:
         """KV-cache bytes per token in fp16/bf16: 2 (K and V) x layers x KV heads x head dim
         x 2 bytes (the language model's layers and KV heads; experts add none)."""
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * 2
+
+    @property
+    def template_source(self) -> str | None:
+        """The file :attr:`chat_template` came from (the first of :attr:`template_files`;
+        ``None`` without a template)."""
+        return self.template_files[0] if self.template_files else None
 
     @property
     def family(self) -> str | None:
@@ -363,24 +369,37 @@ def _named_template(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def chat_templates_by_file(
+    tokenizer_config: Mapping[str, Any] | None,
+    chat_template_jinja: str | None = None,
+    chat_template_json: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Return ``{file: chat template}`` for every file that holds one, in
+    :data:`TEMPLATE_FILES` order: ``chat_template.jinja``'s text (when not blank), a
+    processor's ``chat_template.json`` and ``tokenizer_config.json``'s ``chat_template``
+    (named ``default`` when it is a list); empty when none has one."""
+    jinja = (chat_template_jinja if isinstance(chat_template_jinja, str)
+             and chat_template_jinja.strip() else None)
+    found = {"chat_template.jinja": jinja,
+             "chat_template.json": _named_template(
+                 (chat_template_json or {}).get("chat_template")),
+             "tokenizer_config.json": _named_template(
+                 (tokenizer_config or {}).get("chat_template"))}
+    return {name: found[name] for name in TEMPLATE_FILES if found[name] is not None}
+
+
 def chat_template_from_files(
     tokenizer_config: Mapping[str, Any] | None,
     chat_template_jinja: str | None = None,
     chat_template_json: Mapping[str, Any] | None = None,
 ) -> tuple[str | None, str | None]:
-    """Return ``(template, the file it came from)``: ``chat_template.jinja`` first (transformers
-    gives a separate template file priority over ``tokenizer_config.json``), then a
-    processor's ``chat_template.json``, then ``tokenizer_config.json``'s ``chat_template``
-    (named ``default`` when it is a list); ``(None, None)`` when none has one."""
-    if isinstance(chat_template_jinja, str) and chat_template_jinja.strip():
-        return chat_template_jinja, "chat_template.jinja"
-    template = _named_template((chat_template_json or {}).get("chat_template"))
-    if template is not None:
-        return template, "chat_template.json"
-    template = _named_template((tokenizer_config or {}).get("chat_template"))
-    if template is not None:
-        return template, "tokenizer_config.json"
-    return None, None
+    """Return ``(template, the file it came from)``: the first of
+    :func:`chat_templates_by_file` -- ``chat_template.jinja`` first (transformers gives a
+    separate template file priority over ``tokenizer_config.json``), then a processor's
+    ``chat_template.json``, then ``tokenizer_config.json``'s ``chat_template``; ``(None,
+    None)`` when none has one."""
+    found = chat_templates_by_file(tokenizer_config, chat_template_jinja, chat_template_json)
+    return next(((template, name) for name, template in found.items()), (None, None))
 
 
 def _sampling(generation_config: Mapping[str, Any] | None) -> dict[str, float]:
@@ -462,11 +481,7 @@ def model_facts_from_files(
         ends.append(eos)
     if not ends:
         raise _missing(model_id, "generation_config.json", "eos_token_id")
-    template, template_source = chat_template_from_files(
-        tokenizer_config, chat_template_jinja, chat_template_json)
-    holders = (("chat_template.jinja", chat_template_from_files(None, chat_template_jinja)),
-               ("chat_template.json", chat_template_from_files(None, None, chat_template_json)),
-               ("tokenizer_config.json", chat_template_from_files(tokenizer_config)))
+    templates = chat_templates_by_file(tokenizer_config, chat_template_jinja, chat_template_json)
     moe = _moe_shape(text, model_id, where)
     architectures = config.get("architectures") or text.get("architectures") or ()
     model_type = config.get("model_type") or text.get("model_type")
@@ -476,8 +491,7 @@ def model_facts_from_files(
         intermediate_size=intermediate, max_position_embeddings=positions, vocab_size=vocab,
         dtype=dtype, weight_bytes=int(weight_bytes), weights_source=source,
         bos_token=bos, eos_token=eos, end_tokens=tuple(ends),
-        chat_template=template, template_source=template_source,
-        template_files=tuple(name for name, (found, _) in holders if found),
+        chat_template=next(iter(templates.values()), None), template_files=tuple(templates),
         adds_bos=bool(tokenizer_config.get("add_bos_token", True)),
         model_type=str(model_type) if model_type else None,
         architectures=tuple(str(a) for a in architectures if isinstance(a, str)),

@@ -84,7 +84,8 @@ def served_model_from_documents(model_id: str, documents: Mapping[str, Any]
     chat_template.jinja}``; ``None`` when the files do not describe a chat model (no
     tokenizer configuration, no end token)."""
     from common.errors import ModelFactsError
-    from common.model_facts import chat_template_from_files, model_facts_from_documents
+    from common.model_facts import chat_templates_by_file, model_facts_from_documents
+    from common.support import TGI_TEMPLATE_FILES
 
     tokenizer = documents.get("tokenizer_config.json")
     if not isinstance(tokenizer, Mapping):
@@ -94,8 +95,10 @@ def served_model_from_documents(model_id: str, documents: Mapping[str, Any]
     except ModelFactsError as exc:
         _LOG.warning("serving %s as Llama 2: its files cannot be read (%s)", model_id, exc)
         return None
-    tgi_template, _ = chat_template_from_files(tokenizer, None,
-                                               documents.get("chat_template.json"))
+    templates = chat_templates_by_file(tokenizer, documents.get("chat_template.jinja"),
+                                       documents.get("chat_template.json"))
+    tgi_template = next((template for name, template in templates.items()
+                         if name in TGI_TEMPLATE_FILES), None)
     decoder = tokenizer.get("added_tokens_decoder") or {}
     ids = {}
     for key, value in decoder.items():
