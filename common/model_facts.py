@@ -159,6 +159,9 @@ class ModelFacts:
             (empty when it recommends none, or says ``do_sample: false``).
         revision: the branch, tag or commit the files were read at (``None``: the default
             branch).
+        special_tokens_by_id: the special tokens' texts by id: ``added_tokens_decoder``,
+            then ``tokenizer.json``'s ``added_tokens`` for ids it lacks when that file was
+            read (what :attr:`end_tokens` were looked up in).
     """
 
     model_id: str
@@ -187,6 +190,8 @@ class ModelFacts:
     template_files: tuple[str, ...] = ()
     sampling: Mapping[str, float] = field(default_factory=dict)
     revision: str | None = None
+    special_tokens_by_id: Mapping[int, str] = field(default_factory=dict, repr=False,
+                                                    compare=False)
 
     @property
     def params_billion(self) -> float:
@@ -246,6 +251,19 @@ def _token_text(value: Any) -> str | None:
     if isinstance(value, Mapping):  # {"content": "<s>", "__type": "AddedToken", ...}
         value = value.get("content")
     return value if isinstance(value, str) else None
+
+
+def _special_tokens(tokenizer_config: Mapping[str, Any],
+                    tokenizer_json: Mapping[str, Any] | None) -> dict[int, str | None]:
+    """id -> text of the special tokens (``None``: an entry without a text):
+    ``added_tokens_decoder``, then ``tokenizer.json``'s ``added_tokens`` for ids it lacks."""
+    decoder = tokenizer_config.get("added_tokens_decoder") or {}
+    id_to_text = {int(key): _token_text(value) for key, value in decoder.items()
+                  if str(key).isdigit()}
+    for added in (tokenizer_json or {}).get("added_tokens") or ():
+        if isinstance(added, Mapping) and isinstance(added.get("id"), int):
+            id_to_text.setdefault(added["id"], _token_text(added.get("content")))
+    return id_to_text
 
 
 def _missing(model_id: str, filename: str, what: str) -> ModelFactsError:
@@ -452,12 +470,7 @@ def model_facts_from_files(
     else:
         weight_bytes = count_weight_bytes(named)
         source = "counted from config.json (the repository has no model.safetensors.index.json)"
-    decoder = tokenizer_config.get("added_tokens_decoder") or {}
-    id_to_text = {int(key): _token_text(value) for key, value in decoder.items()
-                  if str(key).isdigit()}
-    for added in (tokenizer_json or {}).get("added_tokens") or ():
-        if isinstance(added, Mapping) and isinstance(added.get("id"), int):
-            id_to_text.setdefault(added["id"], _token_text(added.get("content")))
+    id_to_text = _special_tokens(tokenizer_config, tokenizer_json)
     bos = _token_text(tokenizer_config.get("bos_token"))
     eos = _token_text(tokenizer_config.get("eos_token"))
     end_ids: list[int] = []
@@ -499,6 +512,7 @@ def model_facts_from_files(
         num_experts=moe[0] if moe else None, experts_per_token=moe[1] if moe else None,
         active_weight_bytes=active_weight_bytes(named),
         sampling=_sampling(generation_config), revision=revision,
+        special_tokens_by_id={i: t for i, t in id_to_text.items() if t is not None},
     )
 
 

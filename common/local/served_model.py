@@ -99,15 +99,9 @@ def served_model_from_documents(model_id: str, documents: Mapping[str, Any]
                                        documents.get("chat_template.json"))
     tgi_template = next((template for name, template in templates.items()
                          if name in TGI_TEMPLATE_FILES), None)
-    decoder = tokenizer.get("added_tokens_decoder") or {}
-    ids = {}
-    for key, value in decoder.items():
-        text = value.get("content") if isinstance(value, Mapping) else value
-        if str(key).isdigit() and isinstance(text, str):
-            ids.setdefault(text, int(key))
-    for added in (documents.get("tokenizer.json") or {}).get("added_tokens") or ():
-        if isinstance(added, Mapping) and isinstance(added.get("content"), str):
-            ids.setdefault(added["content"], added.get("id"))
+    ids: dict[str, int] = {}  # text -> its first id
+    for token_id, text in facts.special_tokens_by_id.items():
+        ids.setdefault(text, token_id)
     generation = documents.get("generation_config.json") or {}
     listed = generation.get("eos_token_id")
     listed = listed if isinstance(listed, list) else [listed]
