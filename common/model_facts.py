@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,7 @@ __all__ = [
     "model_facts_from_documents",
     "model_facts_from_files",
     "model_family",
+    "parse_fact_file",
     "prompt_builder_for",
     "read_model_facts",
 ]
@@ -439,13 +440,17 @@ def model_facts_from_files(
     chat_template_json: Mapping[str, Any] | None = None,
     tokenizer_json: Mapping[str, Any] | None = None,
     revision: str | None = None,
+    read_file: Callable[[str], Any] | None = None,
 ) -> ModelFacts:
     """Build :class:`ModelFacts` from the files' parsed JSON (``None`` for a file the
     repository does not have; ``chat_template_jinja`` is the file's text; ``tokenizer_json``
-    is needed only when ``added_tokens_decoder`` lacks an end token id).
+    is needed only when ``added_tokens_decoder`` lacks an end token id). Without
+    ``tokenizer_json``, ``read_file("tokenizer.json")`` (the parsed file, or ``None`` when the
+    repository lacks it) is called in that case only.
 
     Raises:
-        ModelFactsError: a fact the recipe needs is missing or malformed.
+        ModelFactsError: a fact the recipe needs is missing or malformed (or what
+            ``read_file`` raises).
     """
     text, where = language_config(config)
     layers = _int(text, "num_hidden_layers", model_id, where)
@@ -480,6 +485,10 @@ def model_facts_from_files(
             ids = source_ids if isinstance(source_ids, list) else [source_ids]
             end_ids.extend(i for i in ids if isinstance(i, int))
             break
+    if (tokenizer_json is None and read_file is not None
+            and any(id_to_text.get(i) is None for i in end_ids)):
+        tokenizer_json = read_file("tokenizer.json")  # transformers 5 keeps them there only
+        id_to_text = _special_tokens(tokenizer_config, tokenizer_json)
     ends: list[str] = []
     for token_id in end_ids:
         token_text = id_to_text.get(token_id)
@@ -517,13 +526,17 @@ def model_facts_from_files(
 
 
 def model_facts_from_documents(model_id: str, documents: Mapping[str, Any], *,
-                               revision: str | None = None) -> ModelFacts:
+                               revision: str | None = None,
+                               read_file: Callable[[str], Any] | None = None) -> ModelFacts:
     """Build :class:`ModelFacts` from ``{file name: parsed JSON, or text for
     chat_template.jinja}`` of :data:`FACT_FILES` and, when needed, ``tokenizer.json`` (a file
-    the repository lacks is absent or ``None``).
+    the repository lacks is absent or ``None``). When ``documents`` has no ``tokenizer.json``
+    and an end token id is in no ``added_tokens_decoder``, ``read_file("tokenizer.json")``
+    supplies it (the parsed file, or ``None``).
 
     Raises:
-        ModelFactsError: a fact the recipe needs is missing or malformed.
+        ModelFactsError: a fact the recipe needs is missing or malformed (or what
+            ``read_file`` raises).
     """
     return model_facts_from_files(
         model_id, documents.get("config.json") or {},
@@ -531,7 +544,7 @@ def model_facts_from_documents(model_id: str, documents: Mapping[str, Any], *,
         documents.get("generation_config.json"), documents.get("model.safetensors.index.json"),
         chat_template_jinja=documents.get("chat_template.jinja"),
         chat_template_json=documents.get("chat_template.json"),
-        tokenizer_json=documents.get("tokenizer.json"), revision=revision)
+        tokenizer_json=documents.get("tokenizer.json"), revision=revision, read_file=read_file)
 
 
 # --------------------------------------------------------------------------- the Hub
@@ -579,19 +592,28 @@ def _download_error(model_id: str, filename: str, exc: Exception, token: str | N
         model_id=model_id, filename=filename, reason=reason, flag=flag)
 
 
+def parse_fact_file(filename: str, text: str) -> Any:
+    """Return a fact file's content: the text itself for a ``.jinja`` template, else the
+    parsed JSON (any JSON value).
+
+    Raises:
+        ValueError: (``json.JSONDecodeError``) the file is not valid JSON.
+    """
+    return text if filename.endswith(".jinja") else json.loads(text)
+
+
 def _parse(model_id: str, filename: str, path: str) -> Any:
     """The file's content: text for a ``.jinja`` template, else a JSON object."""
     with open(path, encoding="utf-8") as handle:
-        if filename.endswith(".jinja"):
-            return handle.read()
-        try:
-            document = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ModelFactsError(
-                f"Cannot read {filename} of {model_id}: it is not valid JSON ({exc}). Supply the "
-                f"fact by hand with {_FLAGS[filename]} ({_MANUAL}).", model_id=model_id,
-                filename=filename, reason="not valid JSON", flag=_FLAGS[filename]) from exc
-    if not isinstance(document, dict):
+        text = handle.read()
+    try:
+        document = parse_fact_file(filename, text)
+    except json.JSONDecodeError as exc:
+        raise ModelFactsError(
+            f"Cannot read {filename} of {model_id}: it is not valid JSON ({exc}). Supply the "
+            f"fact by hand with {_FLAGS[filename]} ({_MANUAL}).", model_id=model_id,
+            filename=filename, reason="not valid JSON", flag=_FLAGS[filename]) from exc
+    if not filename.endswith(".jinja") and not isinstance(document, dict):
         raise _missing(model_id, filename, "JSON object")
     return document
 
@@ -636,27 +658,18 @@ def read_model_facts(model_id: str, *, token: str | None = None,
             f"model id {model_id!r} is not 'owner/name' (e.g. meta-llama/Llama-3.1-8B-Instruct)."
             " Copy it from the model's page on huggingface.co.", model_id=str(model_id),
             reason="not owner/name")
-    documents: dict[str, Any] = {}
 
-    def read(filename: str) -> None:
+    def read(filename: str) -> Any:
         try:
-            documents[filename] = _read_file(model_id, filename, token=token,
-                                             revision=revision)
+            return _read_file(model_id, filename, token=token, revision=revision)
         except ModelFactsError:
             raise
         except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.EntryNotFoundError,
                 OSError, ValueError) as exc:
             raise _download_error(model_id, filename, exc, token) from exc
 
-    for filename in FACT_FILES:
-        read(filename)
-    try:
-        return model_facts_from_documents(model_id, documents, revision=revision)
-    except ModelFactsError as exc:
-        if not exc.reason.startswith("no added_tokens_decoder entry"):
-            raise
-    read("tokenizer.json")  # transformers 5 keeps the special tokens there only
-    return model_facts_from_documents(model_id, documents, revision=revision)
+    documents = {filename: read(filename) for filename in FACT_FILES}
+    return model_facts_from_documents(model_id, documents, revision=revision, read_file=read)
 
 
 def prompt_builder_for(model_id: str, *, token: str | None = None,
