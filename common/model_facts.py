@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,15 +49,18 @@ from common.prompts import PromptBuilder
 __all__ = [
     "FACT_FILES",
     "LICENCES",
+    "MODEL_ID_PATTERN",
     "TEMPLATE_FILES",
     "ModelFacts",
     "active_weight_bytes",
     "chat_template_from_files",
+    "chat_templates_by_file",
     "count_weight_bytes",
     "language_config",
     "model_facts_from_documents",
     "model_facts_from_files",
     "model_family",
+    "parse_fact_file",
     "prompt_builder_for",
     "read_model_facts",
 ]
@@ -68,6 +71,9 @@ FACT_FILES = ("config.json", "tokenizer_config.json", "generation_config.json",
 
 TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json", "tokenizer_config.json")
 """Where a chat template may be, in the order it is looked for (the first one found wins)."""
+
+MODEL_ID_PATTERN = re.compile(r"[\w.-]+/[\w.-]+")
+"""What a Hugging Face model id looks like (``owner/name``); match it with ``fullmatch``."""
 
 _REQUIRED = ("config.json", "tokenizer_config.json")
 
@@ -146,14 +152,17 @@ class ModelFacts:
             experts each token uses (``None`` for a dense model).
         active_weight_bytes: the 16-bit bytes of the parameters one token uses (an MoE model;
             ``None`` for a dense model, where it is :attr:`weight_bytes`).
-        template_source: the file the chat template came from (see :data:`TEMPLATE_FILES`).
-        template_files: every file that holds a chat template (a server that reads only some
-            of them may see another one, or none: TGI 3.3.6 never reads
-            ``chat_template.jinja``).
+        template_files: every file that holds a chat template, in :data:`TEMPLATE_FILES`
+            order (a server that reads only some of them may see another one, or none: TGI
+            3.3.6 never reads ``chat_template.jinja``); the first is :attr:`template_source`,
+            the file the chat template came from.
         sampling: the ``temperature`` / ``top_p`` that ``generation_config.json`` recommends
             (empty when it recommends none, or says ``do_sample: false``).
         revision: the branch, tag or commit the files were read at (``None``: the default
             branch).
+        special_tokens_by_id: the special tokens' texts by id: ``added_tokens_decoder``,
+            then ``tokenizer.json``'s ``added_tokens`` for ids it lacks when that file was
+            read (what :attr:`end_tokens` were looked up in).
     """
 
     model_id: str
@@ -179,10 +188,11 @@ class ModelFacts:
     num_experts: int | None = None
     experts_per_token: int | None = None
     active_weight_bytes: int | None = None
-    template_source: str | None = None
     template_files: tuple[str, ...] = ()
     sampling: Mapping[str, float] = field(default_factory=dict)
     revision: str | None = None
+    special_tokens_by_id: Mapping[int, str] = field(default_factory=dict, repr=False,
+                                                    compare=False)
 
     @property
     def params_billion(self) -> float:
@@ -204,6 +214,12 @@ class ModelFacts:
         """KV-cache bytes per token in fp16/bf16: 2 (K and V) x layers x KV heads x head dim
         x 2 bytes (the language model's layers and KV heads; experts add none)."""
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * 2
+
+    @property
+    def template_source(self) -> str | None:
+        """The file :attr:`chat_template` came from (the first of :attr:`template_files`;
+        ``None`` without a template)."""
+        return self.template_files[0] if self.template_files else None
 
     @property
     def family(self) -> str | None:
@@ -236,6 +252,19 @@ def _token_text(value: Any) -> str | None:
     if isinstance(value, Mapping):  # {"content": "<s>", "__type": "AddedToken", ...}
         value = value.get("content")
     return value if isinstance(value, str) else None
+
+
+def _special_tokens(tokenizer_config: Mapping[str, Any],
+                    tokenizer_json: Mapping[str, Any] | None) -> dict[int, str | None]:
+    """id -> text of the special tokens (``None``: an entry without a text):
+    ``added_tokens_decoder``, then ``tokenizer.json``'s ``added_tokens`` for ids it lacks."""
+    decoder = tokenizer_config.get("added_tokens_decoder") or {}
+    id_to_text = {int(key): _token_text(value) for key, value in decoder.items()
+                  if str(key).isdigit()}
+    for added in (tokenizer_json or {}).get("added_tokens") or ():
+        if isinstance(added, Mapping) and isinstance(added.get("id"), int):
+            id_to_text.setdefault(added["id"], _token_text(added.get("content")))
+    return id_to_text
 
 
 def _missing(model_id: str, filename: str, what: str) -> ModelFactsError:
@@ -359,24 +388,37 @@ def _named_template(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def chat_templates_by_file(
+    tokenizer_config: Mapping[str, Any] | None,
+    chat_template_jinja: str | None = None,
+    chat_template_json: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Return ``{file: chat template}`` for every file that holds one, in
+    :data:`TEMPLATE_FILES` order: ``chat_template.jinja``'s text (when not blank), a
+    processor's ``chat_template.json`` and ``tokenizer_config.json``'s ``chat_template``
+    (named ``default`` when it is a list); empty when none has one."""
+    jinja = (chat_template_jinja if isinstance(chat_template_jinja, str)
+             and chat_template_jinja.strip() else None)
+    found = {"chat_template.jinja": jinja,
+             "chat_template.json": _named_template(
+                 (chat_template_json or {}).get("chat_template")),
+             "tokenizer_config.json": _named_template(
+                 (tokenizer_config or {}).get("chat_template"))}
+    return {name: found[name] for name in TEMPLATE_FILES if found[name] is not None}
+
+
 def chat_template_from_files(
     tokenizer_config: Mapping[str, Any] | None,
     chat_template_jinja: str | None = None,
     chat_template_json: Mapping[str, Any] | None = None,
 ) -> tuple[str | None, str | None]:
-    """Return ``(template, the file it came from)``: ``chat_template.jinja`` first (transformers
-    gives a separate template file priority over ``tokenizer_config.json``), then a
-    processor's ``chat_template.json``, then ``tokenizer_config.json``'s ``chat_template``
-    (named ``default`` when it is a list); ``(None, None)`` when none has one."""
-    if isinstance(chat_template_jinja, str) and chat_template_jinja.strip():
-        return chat_template_jinja, "chat_template.jinja"
-    template = _named_template((chat_template_json or {}).get("chat_template"))
-    if template is not None:
-        return template, "chat_template.json"
-    template = _named_template((tokenizer_config or {}).get("chat_template"))
-    if template is not None:
-        return template, "tokenizer_config.json"
-    return None, None
+    """Return ``(template, the file it came from)``: the first of
+    :func:`chat_templates_by_file` -- ``chat_template.jinja`` first (transformers gives a
+    separate template file priority over ``tokenizer_config.json``), then a processor's
+    ``chat_template.json``, then ``tokenizer_config.json``'s ``chat_template``; ``(None,
+    None)`` when none has one."""
+    found = chat_templates_by_file(tokenizer_config, chat_template_jinja, chat_template_json)
+    return next(((template, name) for name, template in found.items()), (None, None))
 
 
 def _sampling(generation_config: Mapping[str, Any] | None) -> dict[str, float]:
@@ -398,13 +440,17 @@ def model_facts_from_files(
     chat_template_json: Mapping[str, Any] | None = None,
     tokenizer_json: Mapping[str, Any] | None = None,
     revision: str | None = None,
+    read_file: Callable[[str], Any] | None = None,
 ) -> ModelFacts:
     """Build :class:`ModelFacts` from the files' parsed JSON (``None`` for a file the
     repository does not have; ``chat_template_jinja`` is the file's text; ``tokenizer_json``
-    is needed only when ``added_tokens_decoder`` lacks an end token id).
+    is needed only when ``added_tokens_decoder`` lacks an end token id). Without
+    ``tokenizer_json``, ``read_file("tokenizer.json")`` (the parsed file, or ``None`` when the
+    repository lacks it) is called in that case only.
 
     Raises:
-        ModelFactsError: a fact the recipe needs is missing or malformed.
+        ModelFactsError: a fact the recipe needs is missing or malformed (or what
+            ``read_file`` raises).
     """
     text, where = language_config(config)
     layers = _int(text, "num_hidden_layers", model_id, where)
@@ -429,12 +475,7 @@ def model_facts_from_files(
     else:
         weight_bytes = count_weight_bytes(named)
         source = "counted from config.json (the repository has no model.safetensors.index.json)"
-    decoder = tokenizer_config.get("added_tokens_decoder") or {}
-    id_to_text = {int(key): _token_text(value) for key, value in decoder.items()
-                  if str(key).isdigit()}
-    for added in (tokenizer_json or {}).get("added_tokens") or ():
-        if isinstance(added, Mapping) and isinstance(added.get("id"), int):
-            id_to_text.setdefault(added["id"], _token_text(added.get("content")))
+    id_to_text = _special_tokens(tokenizer_config, tokenizer_json)
     bos = _token_text(tokenizer_config.get("bos_token"))
     eos = _token_text(tokenizer_config.get("eos_token"))
     end_ids: list[int] = []
@@ -444,6 +485,10 @@ def model_facts_from_files(
             ids = source_ids if isinstance(source_ids, list) else [source_ids]
             end_ids.extend(i for i in ids if isinstance(i, int))
             break
+    if (tokenizer_json is None and read_file is not None
+            and any(id_to_text.get(i) is None for i in end_ids)):
+        tokenizer_json = read_file("tokenizer.json")  # transformers 5 keeps them there only
+        id_to_text = _special_tokens(tokenizer_config, tokenizer_json)
     ends: list[str] = []
     for token_id in end_ids:
         token_text = id_to_text.get(token_id)
@@ -458,11 +503,7 @@ def model_facts_from_files(
         ends.append(eos)
     if not ends:
         raise _missing(model_id, "generation_config.json", "eos_token_id")
-    template, template_source = chat_template_from_files(
-        tokenizer_config, chat_template_jinja, chat_template_json)
-    holders = (("chat_template.jinja", chat_template_from_files(None, chat_template_jinja)),
-               ("chat_template.json", chat_template_from_files(None, None, chat_template_json)),
-               ("tokenizer_config.json", chat_template_from_files(tokenizer_config)))
+    templates = chat_templates_by_file(tokenizer_config, chat_template_jinja, chat_template_json)
     moe = _moe_shape(text, model_id, where)
     architectures = config.get("architectures") or text.get("architectures") or ()
     model_type = config.get("model_type") or text.get("model_type")
@@ -472,8 +513,7 @@ def model_facts_from_files(
         intermediate_size=intermediate, max_position_embeddings=positions, vocab_size=vocab,
         dtype=dtype, weight_bytes=int(weight_bytes), weights_source=source,
         bos_token=bos, eos_token=eos, end_tokens=tuple(ends),
-        chat_template=template, template_source=template_source,
-        template_files=tuple(name for name, (found, _) in holders if found),
+        chat_template=next(iter(templates.values()), None), template_files=tuple(templates),
         adds_bos=bool(tokenizer_config.get("add_bos_token", True)),
         model_type=str(model_type) if model_type else None,
         architectures=tuple(str(a) for a in architectures if isinstance(a, str)),
@@ -481,17 +521,22 @@ def model_facts_from_files(
         num_experts=moe[0] if moe else None, experts_per_token=moe[1] if moe else None,
         active_weight_bytes=active_weight_bytes(named),
         sampling=_sampling(generation_config), revision=revision,
+        special_tokens_by_id={i: t for i, t in id_to_text.items() if t is not None},
     )
 
 
 def model_facts_from_documents(model_id: str, documents: Mapping[str, Any], *,
-                               revision: str | None = None) -> ModelFacts:
+                               revision: str | None = None,
+                               read_file: Callable[[str], Any] | None = None) -> ModelFacts:
     """Build :class:`ModelFacts` from ``{file name: parsed JSON, or text for
     chat_template.jinja}`` of :data:`FACT_FILES` and, when needed, ``tokenizer.json`` (a file
-    the repository lacks is absent or ``None``).
+    the repository lacks is absent or ``None``). When ``documents`` has no ``tokenizer.json``
+    and an end token id is in no ``added_tokens_decoder``, ``read_file("tokenizer.json")``
+    supplies it (the parsed file, or ``None``).
 
     Raises:
-        ModelFactsError: a fact the recipe needs is missing or malformed.
+        ModelFactsError: a fact the recipe needs is missing or malformed (or what
+            ``read_file`` raises).
     """
     return model_facts_from_files(
         model_id, documents.get("config.json") or {},
@@ -499,7 +544,7 @@ def model_facts_from_documents(model_id: str, documents: Mapping[str, Any], *,
         documents.get("generation_config.json"), documents.get("model.safetensors.index.json"),
         chat_template_jinja=documents.get("chat_template.jinja"),
         chat_template_json=documents.get("chat_template.json"),
-        tokenizer_json=documents.get("tokenizer.json"), revision=revision)
+        tokenizer_json=documents.get("tokenizer.json"), revision=revision, read_file=read_file)
 
 
 # --------------------------------------------------------------------------- the Hub
@@ -547,19 +592,28 @@ def _download_error(model_id: str, filename: str, exc: Exception, token: str | N
         model_id=model_id, filename=filename, reason=reason, flag=flag)
 
 
+def parse_fact_file(filename: str, text: str) -> Any:
+    """Return a fact file's content: the text itself for a ``.jinja`` template, else the
+    parsed JSON (any JSON value).
+
+    Raises:
+        ValueError: (``json.JSONDecodeError``) the file is not valid JSON.
+    """
+    return text if filename.endswith(".jinja") else json.loads(text)
+
+
 def _parse(model_id: str, filename: str, path: str) -> Any:
     """The file's content: text for a ``.jinja`` template, else a JSON object."""
     with open(path, encoding="utf-8") as handle:
-        if filename.endswith(".jinja"):
-            return handle.read()
-        try:
-            document = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ModelFactsError(
-                f"Cannot read {filename} of {model_id}: it is not valid JSON ({exc}). Supply the "
-                f"fact by hand with {_FLAGS[filename]} ({_MANUAL}).", model_id=model_id,
-                filename=filename, reason="not valid JSON", flag=_FLAGS[filename]) from exc
-    if not isinstance(document, dict):
+        text = handle.read()
+    try:
+        document = parse_fact_file(filename, text)
+    except json.JSONDecodeError as exc:
+        raise ModelFactsError(
+            f"Cannot read {filename} of {model_id}: it is not valid JSON ({exc}). Supply the "
+            f"fact by hand with {_FLAGS[filename]} ({_MANUAL}).", model_id=model_id,
+            filename=filename, reason="not valid JSON", flag=_FLAGS[filename]) from exc
+    if not filename.endswith(".jinja") and not isinstance(document, dict):
         raise _missing(model_id, filename, "JSON object")
     return document
 
@@ -572,9 +626,6 @@ def _read_file(model_id: str, filename: str, *, token: str | None, revision: str
 
     try:
         path = hf_hub_download(model_id, filename, token=token, revision=revision)
-    except (errors.GatedRepoError, errors.RepositoryNotFoundError,
-            errors.RevisionNotFoundError):
-        raise
     except errors.EntryNotFoundError:  # also LocalEntryNotFoundError: offline, not cached
         if filename in _REQUIRED:
             raise
@@ -602,32 +653,23 @@ def read_model_facts(model_id: str, *, token: str | None = None,
     """
     from huggingface_hub import errors
 
-    if not isinstance(model_id, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
+    if not isinstance(model_id, str) or not MODEL_ID_PATTERN.fullmatch(model_id):
         raise ModelFactsError(
             f"model id {model_id!r} is not 'owner/name' (e.g. meta-llama/Llama-3.1-8B-Instruct)."
             " Copy it from the model's page on huggingface.co.", model_id=str(model_id),
             reason="not owner/name")
-    documents: dict[str, Any] = {}
 
-    def read(filename: str) -> None:
+    def read(filename: str) -> Any:
         try:
-            documents[filename] = _read_file(model_id, filename, token=token,
-                                             revision=revision)
+            return _read_file(model_id, filename, token=token, revision=revision)
         except ModelFactsError:
             raise
         except (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.EntryNotFoundError,
                 OSError, ValueError) as exc:
             raise _download_error(model_id, filename, exc, token) from exc
 
-    for filename in FACT_FILES:
-        read(filename)
-    try:
-        return model_facts_from_documents(model_id, documents, revision=revision)
-    except ModelFactsError as exc:
-        if not exc.reason.startswith("no added_tokens_decoder entry"):
-            raise
-    read("tokenizer.json")  # transformers 5 keeps the special tokens there only
-    return model_facts_from_documents(model_id, documents, revision=revision)
+    documents = {filename: read(filename) for filename in FACT_FILES}
+    return model_facts_from_documents(model_id, documents, revision=revision, read_file=read)
 
 
 def prompt_builder_for(model_id: str, *, token: str | None = None,

@@ -757,10 +757,9 @@ def size_from_model_id(model_id: str) -> float | None:
     """Return the total size a model id names (``Llama-2-13b-chat-hf`` -> 13.0), else
     ``None`` -- also for a mixture of experts' id, which names the active parameters
     (``Llama-4-Scout-17B-16E``: see :func:`active_size_from_model_id`)."""
-    name = str(model_id).rsplit("/", 1)[-1]
-    if _ACTIVE_SIZE_IN_NAME.search(name):
+    if active_size_from_model_id(model_id) is not None:
         return None
-    match = _SIZE_IN_NAME.search(name)
+    match = _SIZE_IN_NAME.search(str(model_id).rsplit("/", 1)[-1])
     return float(match.group(1)) if match else None
 
 

@@ -224,18 +224,12 @@ class Variant:
 
     @property
     def special_tokens(self) -> tuple[str, str]:
-        """The tokenizer's (BOS, EOS) texts."""
-        if self.family == "llama4":
-            return "<|begin_of_text|>", "<|eot|>"
-        if self.family.startswith("llama3"):
-            return "<|begin_of_text|>", "<|eot_id|>"
-        return "<s>", "</s>"
+        """The tokenizer's (BOS, EOS) texts, as its ``tokenizer_config.json`` gives them."""
+        tokenizer, _, _ = _tokens(self)
+        return tokenizer["bos_token"], tokenizer["eos_token"]
 
 
-def _v(repo_id: str, layers: int, heads: int, kv: int, hidden: int, inter: int, pos: int,
-       vocab: int, dtype: str, template: str, family: str, **more: Any) -> Variant:
-    return Variant(repo_id, layers, heads, kv, hidden, inter, pos, vocab, dtype, template,
-                   family, **more)
+_v = Variant  # the catalogue below: one positional row per variant
 
 
 # Llama 4 Scout's vision tower (config.json "vision_config").

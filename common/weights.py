@@ -36,7 +36,6 @@ import contextlib
 import fnmatch
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.model_facts import MODEL_ID_PATTERN
 from common.tags import MODEL_TAG
 
 __all__ = [
@@ -105,7 +105,7 @@ def weights_prefix(model_id: str, revision: str | None = None) -> str:
     Raises:
         ValueError: ``model_id`` is not ``owner/name``, or the revision is empty.
     """
-    if not isinstance(model_id, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
+    if not isinstance(model_id, str) or not MODEL_ID_PATTERN.fullmatch(model_id):
         raise ValueError(f"model_id must look like 'owner/name'; got {model_id!r}")
     revision = "main" if revision is None else revision
     if not isinstance(revision, str) or not revision.strip("/"):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import tarfile
 import threading
@@ -43,12 +42,9 @@ __all__ = [
 
 ReadObject = Callable[[str, str], "bytes | None"]
 SnapshotFolder = Callable[[str, str, str], "Path | None"]
+ReadFile = Callable[[str], Any]
 
 _LOG = logging.getLogger("common.local.served_model")
-_FILES = ("config.json", "tokenizer_config.json", "generation_config.json",
-          "chat_template.jinja", "chat_template.json", "tokenizer.json",
-          # the weights' size, which a multimodal or mixture-of-experts config cannot give
-          "model.safetensors.index.json")
 
 
 @dataclass(frozen=True)
@@ -78,34 +74,48 @@ class ServedModel:
         return self.tgi_chat_template if container == "tgi" else self.chat_template
 
 
-def served_model_from_documents(model_id: str, documents: Mapping[str, Any]
-                                ) -> ServedModel | None:
+def served_model_from_documents(model_id: str, documents: Mapping[str, Any],
+                                read_file: ReadFile | None = None) -> ServedModel | None:
     """Read a :class:`ServedModel` from ``{file name: parsed JSON, or text for
     chat_template.jinja}``; ``None`` when the files do not describe a chat model (no
-    tokenizer configuration, no end token)."""
+    tokenizer configuration, no end token).
+
+    ``read_file(name)`` (the parsed file, or ``None``) supplies ``tokenizer.json`` when
+    ``documents`` lacks it and the special tokens are needed from it: an end token id that no
+    ``added_tokens_decoder`` names, or a tokenizer EOS text it does not name.
+    """
     from common.errors import ModelFactsError
-    from common.model_facts import chat_template_from_files, model_facts_from_documents
+    from common.model_facts import chat_templates_by_file, model_facts_from_documents
+    from common.support import TGI_TEMPLATE_FILES
 
     tokenizer = documents.get("tokenizer_config.json")
     if not isinstance(tokenizer, Mapping):
         return None
+    files = dict(documents)
+
+    def read_once(name: str) -> Any:
+        if name not in files:
+            files[name] = read_file(name) if read_file is not None else None
+        return files[name]
+
     try:
-        facts = model_facts_from_documents(model_id, documents)
+        facts = model_facts_from_documents(model_id, files, read_file=read_once)
+        if (read_file is not None and "tokenizer.json" not in files
+                and facts.eos_token is not None
+                and facts.eos_token not in facts.special_tokens_by_id.values()):
+            read_once("tokenizer.json")  # the EOS's id may be there only
+            facts = model_facts_from_documents(model_id, files)
     except ModelFactsError as exc:
         _LOG.warning("serving %s as Llama 2: its files cannot be read (%s)", model_id, exc)
         return None
-    tgi_template, _ = chat_template_from_files(tokenizer, None,
-                                               documents.get("chat_template.json"))
-    decoder = tokenizer.get("added_tokens_decoder") or {}
-    ids = {}
-    for key, value in decoder.items():
-        text = value.get("content") if isinstance(value, Mapping) else value
-        if str(key).isdigit() and isinstance(text, str):
-            ids.setdefault(text, int(key))
-    for added in (documents.get("tokenizer.json") or {}).get("added_tokens") or ():
-        if isinstance(added, Mapping) and isinstance(added.get("content"), str):
-            ids.setdefault(added["content"], added.get("id"))
-    generation = documents.get("generation_config.json") or {}
+    templates = chat_templates_by_file(tokenizer, documents.get("chat_template.jinja"),
+                                       documents.get("chat_template.json"))
+    tgi_template = next((template for name, template in templates.items()
+                         if name in TGI_TEMPLATE_FILES), None)
+    ids: dict[str, int] = {}  # text -> its first id
+    for token_id, text in facts.special_tokens_by_id.items():
+        ids.setdefault(text, token_id)
+    generation = files.get("generation_config.json") or {}
     listed = generation.get("eos_token_id")
     listed = listed if isinstance(listed, list) else [listed]
     listed_texts = [t for t, i in ids.items() if i in listed]
@@ -120,25 +130,33 @@ def served_model_from_documents(model_id: str, documents: Mapping[str, Any]
                        eos_token=facts.eos_token, end_token=end, end_token_id=ids[end])
 
 
-def _documents(read: Callable[[str], bytes | None]) -> dict[str, Any]:
-    documents: dict[str, Any] = {}
-    for name in _FILES:
+def _file_reader(read: Callable[[str], bytes | None]) -> ReadFile:
+    """``read_file(name)``: the file's parsed content (of ``tokenizer.json`` only its
+    ``added_tokens``), or ``None`` when it is absent or not valid JSON (logged)."""
+    from common.model_facts import parse_fact_file
+
+    def read_file(name: str) -> Any:
         data = read(name)
         if data is None:
-            continue
-        text = data.decode("utf-8", "replace")
-        if name.endswith(".jinja"):
-            documents[name] = text
-            continue
+            return None
         try:
-            document = json.loads(text)
+            document = parse_fact_file(name, data.decode("utf-8", "replace"))
         except ValueError:
             _LOG.warning("%s is not valid JSON; the stand-in ignores it", name)
-            continue
+            return None
         if name == "tokenizer.json" and isinstance(document, dict):
             document = {"added_tokens": document.get("added_tokens") or []}  # all we need
-        documents[name] = document
-    return documents
+        return document
+
+    return read_file
+
+
+def _documents(read_file: ReadFile) -> dict[str, Any]:
+    """The fact files (:data:`~common.model_facts.FACT_FILES`) ``read_file`` finds
+    (``tokenizer.json`` is read later, only when they need it)."""
+    from common.model_facts import FACT_FILES
+
+    return {name: document for name in FACT_FILES if (document := read_file(name)) is not None}
 
 
 # --------------------------------------------------------------------------- the registry
@@ -152,7 +170,7 @@ class _Registry:
         self._s3: dict[str, ServedModel] = {}
         self._s3_keys: dict[tuple[str, str], tuple[str, ServedModel | None]] = {}
         self._hub: SnapshotFolder | None = None
-        self._hub_cache: dict[tuple[str, str], ServedModel | None] = {}
+        self._hub_cache: dict[str, ServedModel | None] = {}  # the default branch's
 
     def use_hub(self, snapshot: SnapshotFolder | None) -> SnapshotFolder | None:
         with self._lock:
@@ -178,22 +196,22 @@ class _Registry:
         with self._lock:
             model = self._s3.get(model_id)
             hub = self._hub
-            cached = (model_id, "main") in self._hub_cache
+            cached = model_id in self._hub_cache
             if model is None and cached:
-                model = self._hub_cache[(model_id, "main")]
+                model = self._hub_cache[model_id]
         if model is not None or cached:
             return model
         folder = hub("model", model_id, "main") if hub is not None else None
         if folder is not None:
-            model = served_model_from_documents(
-                model_id, _documents(lambda name: _read_path(folder / name)))
+            read_file = _file_reader(lambda name: _read_path(folder / name))
+            model = served_model_from_documents(model_id, _documents(read_file), read_file)
         else:
             from common.variants import variant_files
 
             files = variant_files(model_id)
             model = None if files is None else served_model_from_documents(model_id, files)
         with self._lock:
-            self._hub_cache[(model_id, "main")] = model
+            self._hub_cache[model_id] = model
         return model
 
 
@@ -326,13 +344,14 @@ def served_model_id(model_data_url: str | None, read_object: ReadObject) -> str 
     base = prefix.rstrip("/") + "/"
 
     def read() -> tuple[str, ServedModel | None]:
-        documents = _documents(lambda name: read_object(bucket, base + name))
+        read_file = _file_reader(lambda name: read_object(bucket, base + name))
+        documents = _documents(read_file)
         name = (documents.get("config.json") or {}).get("_name_or_path")
         named = name if isinstance(name, str) and "/" in name and not name.startswith(
             ("/", ".")) else f"s3://{bucket}/{base}"
         # Without tokenizer files in S3 the name is all there is: the hub or the catalogue
         # may still know it (lookup).
-        return named, served_model_from_documents(named, documents)
+        return named, served_model_from_documents(named, documents, read_file)
 
     return _REGISTRY.remember_s3((str(model_data_url), hashlib.sha1(archive).hexdigest()),
                                  read)

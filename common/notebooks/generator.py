@@ -360,12 +360,14 @@ def new_recipe(
         PresetError: for an instance type the presets do not know, or one that cannot serve
             the model.
     """
+    from common.model_facts import MODEL_ID_PATTERN, read_model_facts
+
     _check_choice("container", container, CONTAINERS)
     if prompt_format is not None:
         _check_choice("prompt_format", prompt_format, PROMPT_FORMATS)
     if base_size is not None:
         _check_choice("base_size", base_size, SIZES)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
+    if not MODEL_ID_PATTERN.fullmatch(model_id):
         raise ValueError(f"model_id must look like 'owner/name' (a Hugging Face id); got "
                          f"{model_id!r}")
     if base_size is not None or (instance_type and prompt_format and params_billion
@@ -373,8 +375,6 @@ def new_recipe(
         return _manual_recipe(model_id, container, instance_type, prompt_format=prompt_format,
                               base_size=base_size, params_billion=params_billion,
                               max_total_tokens=max_total_tokens, revision=revision)
-    from common.model_facts import read_model_facts
-
     facts = read_model_facts(model_id, token=token, revision=revision)
     return recipe_from_facts(facts, container, instance_type, prompt_format=prompt_format,
                              max_total_tokens=max_total_tokens)
