@@ -59,8 +59,7 @@ def leftovers(local_stack, clients, bucket):
     # A scalable target whose component was deleted, as a clean-up that stopped halfway
     # leaves it: registered while the component existed, then the component went.
     orphan = scale_run(clients, role, new_tags(SCALE_RECIPE))
-    for alarm in (orphan.alarm,):
-        clients["cloudwatch"].delete_alarms(AlarmNames=[alarm])
+    clients["cloudwatch"].delete_alarms(AlarmNames=[orphan.alarm])
     for policy in orphan.policies:
         clients["application-autoscaling"].delete_scaling_policy(
             PolicyName=policy, ServiceNamespace="sagemaker", ResourceId=orphan.resource_id,
