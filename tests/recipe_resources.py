@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from polling import WAIT_S, wait_until
+
 from common.gpu_drivers import inference_ami_version
+from common.scaling import COPY_COUNT_DIMENSION, inference_component_resource_id
 from common.tags import RecipeTags, recipe_tags
 from common.weights import run_prefix, weights_prefix
 
-__all__ = ["HOST_AMI", "TGI_IMAGE", "DeployRun", "ScaleRun", "deploy_run", "new_tags", "scale_run",
-           "upload_run_files", "upload_weights", "wait_status"]
+__all__ = ["HOST_AMI", "MODEL_ID", "TGI_IMAGE", "DeployRun", "ScaleRun", "deploy_run", "new_tags",
+           "scale_run", "slow_endpoints", "upload_run_files", "upload_weights", "wait_status"]
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
              "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
@@ -34,14 +39,31 @@ def new_tags(recipe: str, *, run: str | None = None, container: str = "tgi") -> 
     return recipe_tags(recipe, run, model_id=MODEL_ID, container=container)
 
 
-def wait_status(sm: Any, name: str, wanted: set[str], timeout_s: float = 30) -> str:
-    """Poll DescribeEndpoint until its status is one of ``wanted``; return it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = sm.describe_endpoint(EndpointName=name)["EndpointStatus"]
-        if status in wanted or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
+def wait_status(sm: Any, name: str, wanted: set[str], timeout_s: float = WAIT_S) -> str:
+    """Poll DescribeEndpoint until the endpoint's status is one of ``wanted``; return it.
+
+    Raises:
+        AssertionError: naming the endpoint and ``wanted``, when ``timeout_s`` passes first.
+    """
+    def status() -> str | None:
+        found = sm.describe_endpoint(EndpointName=name)["EndpointStatus"]
+        return found if found in wanted else None
+
+    return wait_until(status, f"endpoint {name} to be {' or '.join(sorted(wanted))}",
+                      timeout_s)
+
+
+@contextmanager
+def slow_endpoints(stack: Any, real_s: float) -> Iterator[None]:
+    """In the block, endpoints created in ``stack`` (a running ``LocalStack``) take ``real_s``
+    real seconds to come up (an endpoint keeps the delay it was created with); the stack's
+    own delay is put back after."""
+    plane = stack.control_plane
+    delay, plane.endpoint_delay_s = plane.endpoint_delay_s, real_s * stack.time_scale
+    try:
+        yield
+    finally:
+        plane.endpoint_delay_s = delay
 
 
 @dataclass
@@ -84,9 +106,6 @@ class ScaleRun:
     policies: tuple[str, str]
 
 
-IC_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
-
-
 def scale_run(clients: dict[str, Any], role: str, tags: RecipeTags) -> ScaleRun:
     """An inference-component endpoint with a component, a scalable target, two policies and
     the scale-from-zero alarm, named and tagged as the scale notebooks do."""
@@ -110,20 +129,21 @@ def scale_run(clients: dict[str, Any], role: str, tags: RecipeTags) -> ScaleRun:
         Specification={"ModelName": name, "ComputeResourceRequirements": {
             "NumberOfAcceleratorDevicesRequired": 1, "MinMemoryRequiredInMb": 1024}},
         RuntimeConfig={"CopyCount": 1}, Tags=tags.aws())
-    resource_id = f"inference-component/{component}"
+    resource_id = inference_component_resource_id(component)
     aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
-                                 ScalableDimension=IC_DIMENSION, MinCapacity=0, MaxCapacity=2)
+                                 ScalableDimension=COPY_COUNT_DIMENSION, MinCapacity=0,
+                                 MaxCapacity=2)
     policies = (f"{component}-target-tracking", f"{component}-scale-out-from-zero")
     aas.put_scaling_policy(
         PolicyName=policies[0], ServiceNamespace="sagemaker", ResourceId=resource_id,
-        ScalableDimension=IC_DIMENSION, PolicyType="TargetTrackingScaling",
+        ScalableDimension=COPY_COUNT_DIMENSION, PolicyType="TargetTrackingScaling",
         TargetTrackingScalingPolicyConfiguration={
             "TargetValue": 4.0, "PredefinedMetricSpecification": {
                 "PredefinedMetricType":
                     "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"}})
     step = aas.put_scaling_policy(
         PolicyName=policies[1], ServiceNamespace="sagemaker", ResourceId=resource_id,
-        ScalableDimension=IC_DIMENSION, PolicyType="StepScaling",
+        ScalableDimension=COPY_COUNT_DIMENSION, PolicyType="StepScaling",
         StepScalingPolicyConfiguration={
             "AdjustmentType": "ChangeInCapacity", "MetricAggregationType": "Maximum",
             "Cooldown": 60,

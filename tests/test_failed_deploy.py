@@ -8,7 +8,7 @@ import io
 import pytest
 import test_endpoints
 from botocore.exceptions import ClientError
-from recipe_resources import deploy_run, new_tags, wait_status
+from recipe_resources import deploy_run, new_tags, slow_endpoints, wait_status
 from test_endpoints import FakeClock, client_error  # the same injectable clock and errors
 
 import common
@@ -122,12 +122,8 @@ def test_deleting_gives_up_after_the_wait_and_says_it_may_bill():
 
 def test_the_stand_in_refuses_to_delete_a_creating_endpoint_as_sagemaker_does(local_stack):
     sm = local_stack.client("sagemaker")
-    plane = local_stack.control_plane
-    delay, plane.endpoint_delay_s = plane.endpoint_delay_s, 5 * local_stack.time_scale
-    try:
+    with slow_endpoints(local_stack, 5):
         run = deploy_run(sm, local_stack.role_arn, new_tags("refuse-test-tgi"), wait=False)
-    finally:
-        plane.endpoint_delay_s = delay
     with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):
         sm.delete_endpoint(EndpointName=run.name)
     done = common.delete_endpoint_resources(run.name, sagemaker_client=sm, out=io.StringIO(),
