@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,19 @@ def local_stack() -> LocalStack:
 def notebook_kernel() -> str:
     """The kernel name to run recipe notebooks with (see ``tests/kernel_env.py``)."""
     return studio_kernel()
+
+
+@pytest.fixture(scope="module")
+def endpoint(local_stack: LocalStack) -> Iterator[str]:
+    """A plain 7B TGI endpoint, InService in the stand-in, for one test module (deleted after
+    it); its name."""
+    from recipe_resources import deploy_endpoint
+
+    import common
+
+    sm, name = deploy_endpoint("aio")
+    yield name
+    common.delete_endpoint_resources(name, sagemaker_client=sm)
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 For the tests of ``common.recipe_state`` and ``common.cleanup`` against the stand-in: each
 helper makes one kind of run (a deploy, a scale run, S3 uploads) in a few calls, with the
-recipe's tags (:mod:`common.tags`), without running a notebook.
+recipe's tags (:mod:`common.tags`), without running a notebook. :func:`deploy_endpoint` makes
+a plain, untagged 7B TGI endpoint for the tests that stream from one.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,8 +23,9 @@ from common.scaling import COPY_COUNT_DIMENSION, inference_component_resource_id
 from common.tags import RecipeTags, recipe_tags
 from common.weights import run_prefix, weights_prefix
 
-__all__ = ["HOST_AMI", "MODEL_ID", "TGI_IMAGE", "DeployRun", "ScaleRun", "deploy_run", "new_tags",
-           "scale_run", "slow_endpoints", "upload_run_files", "upload_weights", "wait_status"]
+__all__ = ["HOST_AMI", "MODEL_ID", "TGI_IMAGE", "DeployRun", "ScaleRun", "deploy_endpoint",
+           "deploy_run", "new_tags", "scale_run", "slow_endpoints", "upload_run_files",
+           "upload_weights", "wait_status"]
 
 TGI_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
              "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
@@ -94,6 +97,38 @@ def deploy_run(sm: Any, role: str, tags: RecipeTags, *, stop_after: str = "endpo
     if wait:
         wait_status(sm, name, {"InService", "Failed"})
     return DeployRun(tags, name)
+
+
+def deploy_endpoint(prefix: str) -> tuple[Any, str]:
+    """Create a model, config and endpoint named ``<prefix>-<8 hex digits>`` in the stand-in
+    whose variables are in ``os.environ`` (the 7B TGI preset's container environment and
+    instance; no tags); wait until InService.
+
+    Returns:
+        The boto3 SageMaker client used, and the endpoint's name (also its config's and
+        model's).
+
+    Raises:
+        common.errors.DeploymentError: the endpoint failed or did not come up within 60 s.
+    """
+    import boto3
+
+    from common.endpoints import wait_for_endpoint
+    from common.presets import get_preset
+
+    preset = get_preset("7b", "tgi")
+    sm = boto3.client("sagemaker")
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    sm.create_model(ModelName=name, ExecutionRoleArn=os.environ["SAGEMAKER_EXECUTION_ROLE_ARN"],
+                    PrimaryContainer={"Image": TGI_IMAGE,
+                                      "Environment": preset.tgi_environment()})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
+        "InstanceType": preset.instance_type,
+        "InferenceAmiVersion": inference_ami_version(TGI_IMAGE, preset.instance_type)}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_for_endpoint(name, sagemaker_client=sm, poll_s=0.1, timeout_s=60, progress=False)
+    return sm, name
 
 
 @dataclass

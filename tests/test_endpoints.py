@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import re
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, EventStreamError, ReadTimeoutError
 from hypothesis import given
 from hypothesis import strategies as st
+from recipe_resources import deploy_endpoint
 
 from common.endpoints import (
     DEFAULT_READ_TIMEOUT_S,
@@ -43,7 +43,6 @@ from common.errors import (
     StreamError,
     ThrottledError,
 )
-from common.gpu_drivers import inference_ami_version
 from common.presets import get_preset
 
 TGI = get_preset("7b", "tgi")
@@ -519,26 +518,8 @@ def test_clean_up_refuses_to_empty_a_whole_bucket(uri):
                                   sagemaker_client=Gone(), s3_client=object())
 
 
-def _deploy(prefix):
-    """Create a model, config and endpoint in the stand-in; wait until InService."""
-    sm = boto3.client("sagemaker")
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    image = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
-             "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
-    sm.create_model(ModelName=name, ExecutionRoleArn=os.environ["SAGEMAKER_EXECUTION_ROLE_ARN"],
-                    PrimaryContainer={"Image": image,
-                                      "Environment": TGI.tgi_environment()})
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-        "InstanceType": TGI.instance_type,
-        "InferenceAmiVersion": inference_ami_version(image, TGI.instance_type)}])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    wait_for_endpoint(name, sagemaker_client=sm, poll_s=0.1, timeout_s=60, progress=False)
-    return sm, name
-
-
 def test_recipe_resources_stream_then_delete_twice_against_the_stand_in(local_stack):
-    sm, name = _deploy("cleanup")
+    sm, name = deploy_endpoint("cleanup")
     tokens = invoke_stream(runtime_client(), name,
                            build_payload("[INST] Hi [/INST]", container="tgi",
                                          max_new_tokens=8), preset=TGI)
@@ -570,7 +551,7 @@ def test_recipe_resources_stream_then_delete_twice_against_the_stand_in(local_st
 
 
 def test_clean_up_finds_the_config_and_model_from_the_endpoint(local_stack):
-    sm, name = _deploy("discover")
+    sm, name = deploy_endpoint("discover")
     done = delete_endpoint_resources(name, sagemaker_client=sm)
     assert done == [f"endpoint {name}: deleted", f"endpoint config {name}: deleted",
                     f"model {name}: deleted"]
