@@ -27,6 +27,7 @@ from notebook_capture import (
     executed_notebook,
     request_body,
 )
+from recipe_notebooks import recipe_id
 from secret_patterns import find_secrets
 
 from common.local.backends import GenerationRequest
@@ -80,7 +81,7 @@ def _is_streaming(record: dict[str, Any]) -> bool:
 _RUN_CACHE: dict[tuple[str, str], PairRun] = {}
 
 
-@pytest.fixture(params=RECIPES, ids=lambda r: f"{r[1]}-{r[0]}")
+@pytest.fixture(params=RECIPES, ids=lambda r: recipe_id(*r))  # conftest.py reads the id
 def pair(request, local_stack) -> PairRun:
     """The recipe pair, executed (by nbval earlier in the session, or here)."""
     container, size = request.param

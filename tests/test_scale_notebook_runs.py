@@ -26,6 +26,7 @@ from notebook_capture import (
     executed_notebook,
     request_body,
 )
+from recipe_notebooks import recipe_id
 from test_notebook_runs import long_output_lines
 
 from common.local.backends import GenerationRequest
@@ -51,7 +52,7 @@ class ScaleRun:
 _RUNS: dict[tuple[str, str], ScaleRun] = {}
 
 
-@pytest.fixture(params=RECIPES, ids=lambda r: f"{r[1]}-{r[0]}")
+@pytest.fixture(params=RECIPES, ids=lambda r: recipe_id(*r))  # conftest.py reads the id
 def scale_run(request, local_stack) -> ScaleRun:
     """The scale notebook of one recipe, executed (by nbval earlier in the session, or here)."""
     container, size = request.param
