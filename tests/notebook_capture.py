@@ -4,7 +4,7 @@ nbval runs each code cell of a notebook as one test item (``IPyNbCell``) and kee
 outputs in ``item.test_outputs``; it never writes them anywhere. This plugin records them
 after each cell, so that :func:`executed_notebook` can hand a test the notebook as it ran
 (outputs included) without running it a second time. It must be registered from the
-rootdir's ``conftest.py`` (``pytest_plugins = ["tests.notebook_capture"]``): nbval's items
+rootdir's ``conftest.py`` (``pytest_plugins = ["notebook_capture"]``): nbval's items
 live outside ``tests/``, where a ``tests/conftest.py`` hook would not see them.
 
 With ``RECIPES_EXECUTED_DIR`` set, the executed notebooks are also written there at the end
