@@ -20,10 +20,11 @@ given (or ``RECIPES_NOTEBOOK_KERNEL=current``).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 pytest_plugins = ["notebook_capture"]
 
 from kernel_env import studio_kernel  # noqa: E402  (found through the line above)
+from recipe_notebooks import recipe_id, recipe_notebooks  # noqa: E402
 
 STACK_OPTIONS: dict[str, Any] = {
     # 120 simulated seconds per real second: an endpoint still comes up in about a second,
@@ -79,9 +81,7 @@ def _ensure_stack() -> LocalStack:
 # units are handed out longest first (the order pytest_collection_modifyitems gives them),
 # so that no long unit is left to run alone at the end.
 
-_RECIPE_ID = re.compile(r"\[(7b|13b|70b)-(tgi|lmi)\]")
-_NOTEBOOK = re.compile(r"llama-2-(?:hf-tgi|lmi)/llama-2-(7b|13b|70b)-chat(?:-hf)?/"
-                       r"(1-deploy|2-inference|3-scale)-[^:]+-(tgi|lmi)(?:-streaming)?\.ipynb")
+ROOT = Path(__file__).resolve().parent
 SIDE_BY_SIDE_TEST = ("tests/test_fresh_studio.py::"
                      "test_two_recipes_side_by_side_each_inference_streams_from_its_own")
 _PAIR_RUNS = "tests/test_notebook_runs.py::"
@@ -120,16 +120,15 @@ def xdist_scope(nodeid: str) -> str:
     * a test of its own in ``_ONE_TEST_EACH``; otherwise the test's file.
     """
     path, _, rest = nodeid.partition("::")
-    notebook = _NOTEBOOK.search(path)
-    if notebook:
-        size, kind, container = notebook.groups()
-        return _recipe_unit("scale" if kind == "3-scale" else "pair", size, container)
+    notebook_units, recipes_by_id = _recipe_names()
+    if path in notebook_units:
+        return notebook_units[path]
     if nodeid == SIDE_BY_SIDE_TEST:
         return "recipe pair 7b"
-    recipe = _RECIPE_ID.search(rest)
+    recipe = recipes_by_id.get(rest.partition("[")[2].removesuffix("]"))
     if recipe and nodeid.startswith((_PAIR_RUNS, _SCALE_RUNS)):
         kind = "pair" if nodeid.startswith(_PAIR_RUNS) else "scale"
-        return _recipe_unit(kind, *recipe.groups())
+        return _recipe_unit(kind, *recipe)
     if _BROWSER.fullmatch(path):
         return "browser tests"
     if path in _ONE_TEST_EACH:
@@ -137,10 +136,24 @@ def xdist_scope(nodeid: str) -> str:
     return path
 
 
-def _recipe_unit(kind: str, size: str, container: str) -> str:
+def _recipe_unit(kind: str, container: str, size: str) -> str:
     if kind == "pair" and size == "7b":
         return "recipe pair 7b"  # both 7B recipes, side by side
-    return f"recipe {kind} {size}-{container}"
+    return f"recipe {kind} {recipe_id(container, size)}"
+
+
+@functools.cache
+def _recipe_names() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """The recipe notebooks' node-id paths (relative to the root) with their units, and the
+    recipes by their test id (``7b-tgi``: the parameter of the recipe tests), from the
+    generator's paths (``tests/recipe_notebooks.py``)."""
+    units = {path.relative_to(ROOT).as_posix():
+             _recipe_unit("scale" if notebook.kind == "scale" else "pair",
+                          notebook.container, notebook.size)
+             for path, notebook in recipe_notebooks(ROOT).items()}
+    recipes = {recipe_id(n.container, n.size): (n.container, n.size)
+               for n in recipe_notebooks(ROOT).values()}
+    return units, recipes
 
 
 def _rank(scope: str) -> int:
@@ -199,11 +212,8 @@ def _deselect_what_the_side_by_side_test_runs(config: pytest.Config,
     runs of those four notebooks are deselected, so the suite runs them once."""
     if not any(item.nodeid == SIDE_BY_SIDE_TEST for item in items):
         return
-    from common.notebooks.generator import recipe_paths
-
-    root = Path(__file__).resolve().parent
-    owned = {path.resolve() for container in ("tgi", "lmi")
-             for path in recipe_paths(container, "7b", root=root)}
+    owned = {path.resolve() for path, notebook in recipe_notebooks(ROOT).items()
+             if notebook.size == "7b" and notebook.kind in ("deploy", "inference")}
     deselected = [item for item in items
                   if item.path.suffix == ".ipynb" and item.path.resolve() in owned]
     if deselected:
@@ -229,6 +239,19 @@ def local_stack() -> LocalStack:
 def notebook_kernel() -> str:
     """The kernel name to run recipe notebooks with (see ``tests/kernel_env.py``)."""
     return studio_kernel()
+
+
+@pytest.fixture(scope="module")
+def endpoint(local_stack: LocalStack) -> Iterator[str]:
+    """A plain 7B TGI endpoint, InService in the stand-in, for one test module (deleted after
+    it); its name."""
+    from recipe_resources import deploy_endpoint
+
+    import common
+
+    sm, name = deploy_endpoint("aio")
+    yield name
+    common.delete_endpoint_resources(name, sagemaker_client=sm)
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ from pathlib import Path
 from common.local.installer import find_uv, pip_config_environment
 
 __all__ = ["KERNEL_ENV_VAR", "KERNEL_NAME", "STUDIO_PACKAGES", "WARM_KERNEL_NAME", "KernelEnv",
-           "create_kernel_env", "current_env", "environment", "studio_kernel"]
+           "create_kernel_env", "environment", "studio_kernel"]
 
 KERNEL_NAME = "recipes-fresh-studio"
 """The kernelspec of the fresh throwaway environment (ipykernel and the SDK v2 only)."""
@@ -160,11 +160,6 @@ def studio_kernel(*, fresh: bool = False) -> str:
         print(f"\nnotebook kernel: {'a fresh' if fresh else 'an'} environment ({what}) in "
               f"{root}, built in {env.build_s:.1f} s", file=sys.stderr)
     return _ENVS[fresh].kernel_name
-
-
-def current_env(*, fresh: bool = False) -> KernelEnv | None:
-    """The environment :func:`studio_kernel` built in this process, if any."""
-    return _ENVS.get(fresh)
 
 
 @contextmanager

@@ -38,17 +38,22 @@ def _json(document: Any) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
+def _special_token(text: str) -> dict[str, Any]:
+    """One added special token, as both ``tokenizer.json`` and ``tokenizer_config.json``
+    describe it (the former adds its ``id``)."""
+    return {"content": text, "lstrip": False, "normalized": False, "rstrip": False,
+            "single_word": False, "special": True}
+
+
 def _added(specials: dict[int, str]) -> dict[str, Any]:
-    return {str(i): {"content": text, "lstrip": False, "normalized": False, "rstrip": False,
-                     "single_word": False, "special": True} for i, text in specials.items()}
+    return {str(i): _special_token(text) for i, text in specials.items()}
 
 
 def tokenizer_json(specials: dict[int, str]) -> dict[str, Any]:
     """A word-level ``tokenizer.json`` whose added special tokens have the given ids."""
     vocab = {word: index for index, word in enumerate(_WORDS)}
     vocab.update({text: token_id for token_id, text in specials.items()})
-    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for i, t in specials.items()]
+    added = [{"id": i, **_special_token(t)} for i, t in specials.items()]
     return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
             "normalizer": None, "pre_tokenizer": {"type": "Whitespace"},
             "post_processor": None, "decoder": None,
@@ -142,8 +147,6 @@ def write_model_folder(folder: Path, documents: dict[str, Any]) -> Path:
     for name, data in repository_files(documents, weights=False).items():
         (folder / name).write_bytes(data)
     return folder
-
-
 
 
 def go_offline(monkeypatch: Any, cache: Path) -> Path:

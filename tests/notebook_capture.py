@@ -4,16 +4,21 @@ nbval runs each code cell of a notebook as one test item (``IPyNbCell``) and kee
 outputs in ``item.test_outputs``; it never writes them anywhere. This plugin records them
 after each cell, so that :func:`executed_notebook` can hand a test the notebook as it ran
 (outputs included) without running it a second time. It must be registered from the
-rootdir's ``conftest.py`` (``pytest_plugins = ["tests.notebook_capture"]``): nbval's items
+rootdir's ``conftest.py`` (``pytest_plugins = ["notebook_capture"]``): nbval's items
 live outside ``tests/``, where a ``tests/conftest.py`` hook would not see them.
 
 With ``RECIPES_EXECUTED_DIR`` set, the executed notebooks are also written there at the end
 of the session (for reading them in Jupyter after a CI run).
+
+The notebook tests' shared helpers live here too: :func:`execute_notebook` runs a notebook
+with nbclient when nbval did not, and :func:`code_cell`, :func:`cell_stdout` and
+:func:`request_body` read what a run printed and sent.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +26,12 @@ from typing import Any
 
 import nbformat
 import pytest
+from kernel_env import environment, studio_kernel
 
-__all__ = ["NotebookRun", "executed_notebook", "record_executed", "runs"]
+from common.local.stack import HEADLESS_NOTEBOOK_ENV
+
+__all__ = ["NotebookRun", "cell_stdout", "code_cell", "execute_notebook", "executed_notebook",
+           "record_executed", "request_body", "runs"]
 
 EXECUTED_DIR_ENV = "RECIPES_EXECUTED_DIR"
 
@@ -92,6 +101,51 @@ def record_executed(path: Path, notebook: nbformat.NotebookNode) -> None:
         run.outputs[number] = [copy.deepcopy(dict(out)) for out in outputs]
         run.passed[number] = not any(out.get("output_type") == "error" for out in outputs)
     _RUNS[run.path] = run
+
+
+def execute_notebook(path: Path, *, allow_errors: bool = False,
+                     fresh: bool = False) -> nbformat.NotebookNode:
+    """Run the notebook at ``path`` with nbclient, headless (``HEADLESS_NOTEBOOK_ENV``), in a
+    Studio-like kernel without ``common`` (``fresh``: the SDK v2 and ipykernel only; see
+    ``tests/kernel_env.py``), in the notebook's folder.
+
+    Returns:
+        The executed notebook, outputs included.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell failed (unless ``allow_errors``).
+    """
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    with environment(HEADLESS_NOTEBOOK_ENV):
+        NotebookClient(notebook, timeout=600, kernel_name=studio_kernel(fresh=fresh),
+                       allow_errors=allow_errors,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    return notebook
+
+
+def code_cell(notebook: nbformat.NotebookNode, startswith: str) -> nbformat.NotebookNode:
+    """Return the one code cell whose source starts with ``startswith``.
+
+    Raises:
+        ValueError: no such cell, or more than one.
+    """
+    (cell,) = [c for c in notebook.cells
+               if c.cell_type == "code" and c.source.startswith(startswith)]
+    return cell
+
+
+def cell_stdout(cell: nbformat.NotebookNode) -> str:
+    """Return what a code cell printed to stdout (its ``stream`` outputs named ``stdout``)."""
+    return "".join(out.get("text", "") for out in cell.get("outputs", [])
+                   if out.get("output_type") == "stream" and out.get("name") == "stdout")
+
+
+def request_body(record: dict[str, Any]) -> dict[str, Any]:
+    """Return the JSON body of one of the stand-in's request-log records, parsed."""
+    body = record["body"]
+    return json.loads(body) if isinstance(body, (bytes, str)) else body
 
 
 @pytest.hookimpl(hookwrapper=True)

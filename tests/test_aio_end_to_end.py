@@ -11,21 +11,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_endpoints import _deploy
 
 import common
-from common.local.stack import LocalStack
 
 PROMPT = common.build_llama2_prompt([{"role": "user", "content": "Announce AnyCloud."}])
 PAYLOAD = common.build_payload(PROMPT, container="tgi", max_new_tokens=48)
-
-
-@pytest.fixture(scope="module")
-def endpoint(local_stack: LocalStack) -> str:
-    """A TGI endpoint, InService in the stand-in."""
-    sm, name = _deploy("aio")
-    yield name
-    common.delete_endpoint_resources(name, sagemaker_client=sm)
 
 
 def sync_text(endpoint: str, fault: str | None = None) -> str:

@@ -8,7 +8,7 @@ import io
 
 import pytest
 import stream_samples as ss
-from test_aio_end_to_end import PAYLOAD, endpoint  # noqa: F401  (the module's fixture)
+from test_aio_end_to_end import PAYLOAD
 
 from common import bench
 from common.errors import ModelStreamError, ThrottledError
@@ -73,7 +73,7 @@ def test_run_sweep_checks_its_arguments_before_sending():
         bench.run_sweep("ep", PAYLOAD, [1], requests_per_level=0)
 
 
-def test_run_sweep_against_the_stand_in_also_from_inside_a_running_loop(endpoint, request_log):  # noqa: F811
+def test_run_sweep_against_the_stand_in_also_from_inside_a_running_loop(endpoint, request_log):
     done = []
     reports = bench.run_sweep(endpoint, PAYLOAD, [1, 4], container="tgi",
                               progress=done.append)
@@ -93,7 +93,7 @@ def test_run_sweep_against_the_stand_in_also_from_inside_a_running_loop(endpoint
 
 
 @pytest.mark.parametrize("engine", bench.ENGINES)
-def test_the_command_line_on_both_engines(endpoint, engine, tmp_path):  # noqa: F811
+def test_the_command_line_on_both_engines(endpoint, engine, tmp_path):
     out = io.StringIO()
     argv = ["--endpoint", endpoint, "--container", "tgi", "--concurrency", "1,3",
             "--max-new-tokens", "16", "--no-progress", "--engine", engine,
@@ -112,7 +112,7 @@ def test_the_new_flags_parse():
         bench.build_parser().parse_args(["--endpoint", "e", "--engine", "greenlets"])
 
 
-def test_run_sweep_keeps_one_loop_and_one_client_across_levels(endpoint, monkeypatch):  # noqa: F811
+def test_run_sweep_keeps_one_loop_and_one_client_across_levels(endpoint, monkeypatch):
     from common import aio
 
     opened, loops = [], []
@@ -134,7 +134,7 @@ def test_run_sweep_keeps_one_loop_and_one_client_across_levels(endpoint, monkeyp
     assert all(result.started_s is not None and result.metrics.ttft_s > 0 for result in results)
 
 
-def test_the_busiest_level_sizes_the_pool_and_levels_stay_within_it(endpoint, monkeypatch):  # noqa: F811
+def test_the_busiest_level_sizes_the_pool_and_levels_stay_within_it(endpoint, monkeypatch):
     with bench.LoadRunner(endpoint, PAYLOAD, max_concurrency=12, container="tgi") as runner:
         assert runner.client._endpoint.http_session._max_pool_connections == 12
         loop = runner.loop
@@ -169,7 +169,7 @@ def test_tokens_are_timed_by_when_their_bytes_arrived():
     assert rows[0]["request_id"] == "req-1" and rows[0]["tokens"] == 2
 
 
-def test_connections_are_opened_before_the_first_request(endpoint, request_log):  # noqa: F811
+def test_connections_are_opened_before_the_first_request(endpoint, request_log):
     from common.aio import aopen_stream, async_runtime_client, open_connections
 
     async def run():
@@ -193,7 +193,7 @@ def test_connections_are_opened_before_the_first_request(endpoint, request_log):
     assert opened.request_id == request_log()[-1]["request_id"]
 
 
-def test_the_requests_csv_flag(endpoint, tmp_path):  # noqa: F811
+def test_the_requests_csv_flag(endpoint, tmp_path):
     path = tmp_path / "requests.csv"
     bench.main(["--endpoint", endpoint, "--container", "tgi", "--concurrency", "2",
                 "--max-new-tokens", "8", "--no-progress", "--requests-csv", str(path)])

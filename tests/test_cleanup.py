@@ -16,10 +16,10 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 from recipe_resources import (
-    IC_DIMENSION,
     deploy_run,
     new_tags,
     scale_run,
+    slow_endpoints,
     upload_run_files,
     upload_weights,
 )
@@ -27,7 +27,7 @@ from recipe_resources import (
 from common.cleanup import KINDS, delete_leftovers, find_leftovers, format_age, main, parse_age
 from common.errors import CleanupError
 from common.presets import instance_info
-from common.scaling import delete_inference_component
+from common.scaling import COPY_COUNT_DIMENSION, delete_inference_component
 
 RECIPE = "cleanup-test-tgi"
 SCALE_RECIPE = "cleanup-test-tgi-scale"
@@ -59,12 +59,11 @@ def leftovers(local_stack, clients, bucket):
     # A scalable target whose component was deleted, as a clean-up that stopped halfway
     # leaves it: registered while the component existed, then the component went.
     orphan = scale_run(clients, role, new_tags(SCALE_RECIPE))
-    for alarm in (orphan.alarm,):
-        clients["cloudwatch"].delete_alarms(AlarmNames=[alarm])
+    clients["cloudwatch"].delete_alarms(AlarmNames=[orphan.alarm])
     for policy in orphan.policies:
         clients["application-autoscaling"].delete_scaling_policy(
             PolicyName=policy, ServiceNamespace="sagemaker", ResourceId=orphan.resource_id,
-            ScalableDimension=IC_DIMENSION)
+            ScalableDimension=COPY_COUNT_DIMENSION)
     delete_inference_component(orphan.component, sagemaker_client=sm, poll_s=0.2)
     run_files = upload_run_files(s3, bucket, running.tags)
     weights = upload_weights(s3, bucket)
@@ -201,13 +200,9 @@ def test_the_command_deletes_in_order_and_a_second_run_finds_nothing(leftovers, 
 
 
 def test_an_endpoint_still_creating_is_waited_for_then_deleted(local_stack, clients):
-    plane = local_stack.control_plane
-    delay, plane.endpoint_delay_s = plane.endpoint_delay_s, 6 * local_stack.time_scale
-    try:  # this endpoint takes 6 real seconds to come up
+    with slow_endpoints(local_stack, 6):  # this endpoint takes 6 real seconds to come up
         run = deploy_run(clients["sagemaker"], local_stack.role_arn,
                          new_tags("cleanup-wait-tgi"), wait=False)
-    finally:
-        plane.endpoint_delay_s = delay
     report = find_leftovers(recipe="cleanup-wait-tgi", buckets=[])
     (endpoint,) = [i for i in report.leftovers if i.kind == "endpoint"]
     assert endpoint.state.startswith("Creating")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import re
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, EventStreamError, ReadTimeoutError
 from hypothesis import given
 from hypothesis import strategies as st
+from recipe_resources import deploy_endpoint
 
 from common.endpoints import (
     DEFAULT_READ_TIMEOUT_S,
@@ -43,7 +43,6 @@ from common.errors import (
     StreamError,
     ThrottledError,
 )
-from common.gpu_drivers import inference_ami_version
 from common.presets import get_preset
 
 TGI = get_preset("7b", "tgi")
@@ -57,7 +56,9 @@ def _payload(**parameters):
             "parameters": {"max_new_tokens": 64, **parameters}, "stream": True}
 
 
-def _error(code, status, message="boom", operation="InvokeEndpointWithResponseStream", **extra):
+def client_error(code, status, message="boom", operation="InvokeEndpointWithResponseStream",
+                 **extra):
+    """A botocore ``ClientError`` as an AWS API answers it (``extra`` joins the response)."""
     response = {"Error": {"Code": code, "Message": message},
                 "ResponseMetadata": {"HTTPStatusCode": status}, **extra}
     return ClientError(response, operation)
@@ -263,8 +264,8 @@ def test_build_payload_makes_each_container_s_body():
 
 
 def test_throttling_twice_then_success_retries_with_growing_backoff():
-    client = FakeRuntime(_error("ThrottlingException", 400), _error("ServiceUnavailable", 503),
-                         {"Body": _tgi_body()})
+    client = FakeRuntime(client_error("ThrottlingException", 400),
+                         client_error("ServiceUnavailable", 503), {"Body": _tgi_body()})
     sleeps = Sleeps()
     stream = invoke_stream(client, "ep", _payload(), container="tgi", sleep=sleeps,
                            jitter=lambda: 0.0, custom_attributes="trace=1")
@@ -290,14 +291,14 @@ def test_invoke_stream_keeps_the_models_own_stop_tokens_out_of_the_text():
 
 
 def test_a_429_status_is_retried_even_under_another_code():
-    client = FakeRuntime(_error("SomethingNew", 429), {"Body": _tgi_body()})
+    client = FakeRuntime(client_error("SomethingNew", 429), {"Body": _tgi_body()})
     sleeps = Sleeps()
     list(invoke_stream(client, "ep", _payload(), sleep=sleeps, jitter=lambda: 0.5))
     assert sleeps == [0.75]
 
 
 def test_throttling_every_time_gives_up_after_max_attempts():
-    client = FakeRuntime(*[_error("ThrottlingException", 400)] * 4)
+    client = FakeRuntime(*[client_error("ThrottlingException", 400)] * 4)
     sleeps = Sleeps()
     with pytest.raises(ThrottledError, match="gave up after 3 attempts"):
         invoke_stream(client, "ep", _payload(), max_attempts=3, sleep=sleeps, jitter=lambda: 0)
@@ -322,8 +323,8 @@ def test_a_failure_after_the_first_byte_is_never_retried():
 
 
 def test_a_model_error_names_the_container_status_and_log_stream_without_retrying():
-    error = _error("ModelError", 424, "Received server error (500) from primary",
-                   OriginalStatusCode=500, LogStreamArn=LOG_STREAM)
+    error = client_error("ModelError", 424, "Received server error (500) from primary",
+                         OriginalStatusCode=500, LogStreamArn=LOG_STREAM)
     client = FakeRuntime(error, {"Body": _tgi_body()})
     with pytest.raises(ModelInvocationError) as caught:
         invoke_stream(client, "ep", _payload(), sleep=Sleeps())
@@ -333,7 +334,8 @@ def test_a_model_error_names_the_container_status_and_log_stream_without_retryin
 
 
 def test_a_missing_endpoint_is_not_retried():
-    client = FakeRuntime(_error("ValidationError", 400, "Endpoint ep of account 1 not found."))
+    client = FakeRuntime(
+        client_error("ValidationError", 400, "Endpoint ep of account 1 not found."))
     with pytest.raises(EndpointNotFoundError, match="Check the endpoint name 'ep'"):
         invoke_stream(client, "ep", _payload(), sleep=Sleeps())
     assert len(client.calls) == 1
@@ -357,7 +359,8 @@ def test_a_bad_payload_is_refused_before_any_call():
 def test_invoke_returns_the_parsed_answer_and_retries_the_same_way():
     answer = {"Body": io.BytesIO(b'[{"generated_text": "Hi there"}]'),
               "ContentType": "application/json"}
-    client = FakeRuntime(_error("ThrottlingException", 400, operation="InvokeEndpoint"), answer)
+    client = FakeRuntime(client_error("ThrottlingException", 400, operation="InvokeEndpoint"),
+                         answer)
     result = invoke(client, "ep", {**_payload(), "stream": False}, preset=TGI, sleep=Sleeps())
     assert result == [{"generated_text": "Hi there"}]
     assert client.calls[1]["Accept"] == "application/json"
@@ -373,6 +376,8 @@ def test_invoke_explains_an_answer_that_is_not_json():
 
 
 class FakeSageMaker:
+    """DescribeEndpoint walks ``statuses`` (the last repeats), or finds nothing (``missing``)."""
+
     def __init__(self, *statuses, reason=None, missing=False):
         self.statuses = list(statuses)
         self.reason = reason
@@ -382,8 +387,8 @@ class FakeSageMaker:
     def describe_endpoint(self, EndpointName):
         self.calls += 1
         if self.missing:
-            raise _error("ValidationException", 400,
-                         f"Could not find endpoint \"{EndpointName}\".", "DescribeEndpoint")
+            raise client_error("ValidationException", 400,
+                               f"Could not find endpoint \"{EndpointName}\".", "DescribeEndpoint")
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
         answer = {"EndpointName": EndpointName, "EndpointStatus": status}
         if self.reason and status == "Failed":
@@ -494,7 +499,7 @@ def test_waiting_for_an_endpoint_that_does_not_exist_says_so():
 
 class FailingSageMaker:
     def describe_endpoint(self, EndpointName):
-        raise _error("AccessDeniedException", 400, "not allowed", "DescribeEndpoint")
+        raise client_error("AccessDeniedException", 400, "not allowed", "DescribeEndpoint")
 
 
 def test_clean_up_errors_other_than_missing_resources_propagate():
@@ -506,33 +511,15 @@ def test_clean_up_errors_other_than_missing_resources_propagate():
 def test_clean_up_refuses_to_empty_a_whole_bucket(uri):
     class Gone:
         def describe_endpoint(self, EndpointName):
-            raise _error("ValidationException", 400, "Could not find endpoint", "Describe")
+            raise client_error("ValidationException", 400, "Could not find endpoint", "Describe")
 
     with pytest.raises(DeploymentError, match="s3://bucket"):
         delete_endpoint_resources("ep", endpoint_config_name="c", model_name="m", s3_uri=uri,
                                   sagemaker_client=Gone(), s3_client=object())
 
 
-def _deploy(prefix):
-    """Create a model, config and endpoint in the stand-in; wait until InService."""
-    sm = boto3.client("sagemaker")
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    image = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
-             "2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04")
-    sm.create_model(ModelName=name, ExecutionRoleArn=os.environ["SAGEMAKER_EXECUTION_ROLE_ARN"],
-                    PrimaryContainer={"Image": image,
-                                      "Environment": TGI.tgi_environment()})
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
-        "InstanceType": TGI.instance_type,
-        "InferenceAmiVersion": inference_ami_version(image, TGI.instance_type)}])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    wait_for_endpoint(name, sagemaker_client=sm, poll_s=0.1, timeout_s=60, progress=False)
-    return sm, name
-
-
 def test_recipe_resources_stream_then_delete_twice_against_the_stand_in(local_stack):
-    sm, name = _deploy("cleanup")
+    sm, name = deploy_endpoint("cleanup")
     tokens = invoke_stream(runtime_client(), name,
                            build_payload("[INST] Hi [/INST]", container="tgi",
                                          max_new_tokens=8), preset=TGI)
@@ -564,7 +551,7 @@ def test_recipe_resources_stream_then_delete_twice_against_the_stand_in(local_st
 
 
 def test_clean_up_finds_the_config_and_model_from_the_endpoint(local_stack):
-    sm, name = _deploy("discover")
+    sm, name = deploy_endpoint("discover")
     done = delete_endpoint_resources(name, sagemaker_client=sm)
     assert done == [f"endpoint {name}: deleted", f"endpoint config {name}: deleted",
                     f"model {name}: deleted"]
@@ -606,7 +593,7 @@ class FakeSageMakerSession:
 STUDIO_ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole-1"
 ENV_ROLE = "arn:aws:iam::123456789012:role/from-env"
 NAMED_ROLE = "arn:aws:iam::123456789012:role/sagemaker_execution_role"
-NO_SUCH_ROLE = _error("NoSuchEntity", 404, "The role cannot be found.", "GetRole")
+NO_SUCH_ROLE = client_error("NoSuchEntity", 404, "The role cannot be found.", "GetRole")
 
 
 @pytest.fixture
@@ -669,7 +656,7 @@ def test_with_no_role_anywhere_the_error_says_how_to_create_one(tmp_path):
 
 
 def test_an_iam_lookup_that_is_denied_is_reported_not_hidden(tmp_path):
-    denied = _error("AccessDenied", 403, "not authorized to perform iam:GetRole", "GetRole")
+    denied = client_error("AccessDenied", 403, "not authorized to perform iam:GetRole", "GetRole")
     with pytest.raises(DeploymentError, match="AccessDenied") as caught:
         resolve_execution_role(FakeBotoSession(FakeIam(denied)), environ={},
                                metadata_file=str(tmp_path / "absent"))

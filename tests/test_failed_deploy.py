@@ -6,61 +6,53 @@ from __future__ import annotations
 import io
 
 import pytest
+import test_endpoints
 from botocore.exceptions import ClientError
-from recipe_resources import deploy_run, new_tags, wait_status
-from test_endpoints import FakeClock  # the same injectable clock
+from recipe_resources import deploy_run, new_tags, slow_endpoints, wait_status
+from test_endpoints import FakeClock, client_error  # the same injectable clock and errors
 
 import common
 from common.endpoints import delete_endpoint, wait_for_endpoint
 from common.errors import EndpointFailedError, EndpointWaitTimeout
 
 
-def _error(code: str, message: str, operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
-
-
 class _Meta:
     region_name = "eu-west-1"
 
 
-class FakeSageMaker:
-    """DescribeEndpoint walks ``statuses``; ListTags answers ``tags`` (or raises)."""
+class FakeSageMaker(test_endpoints.FakeSageMaker):
+    """The waiting tests' fake (DescribeEndpoint walks ``statuses``; none left: not found),
+    answering with the ARN and config name, ListTags with ``tags`` (or refusing), and
+    DeleteEndpoint refused, as SageMaker refuses it, while the status is in
+    ``refuse_delete_while``."""
 
     meta = _Meta()
 
     def __init__(self, *statuses, reason=None, tags=None, deny_tags=False,
                  refuse_delete_while=("Creating",)):
-        self.statuses = list(statuses)
-        self.reason = reason
+        super().__init__(*statuses, reason=reason)
         self.tags = tags or []
         self.deny_tags = deny_tags
         self.refuse_delete_while = refuse_delete_while
         self.deleted = []
 
     def describe_endpoint(self, EndpointName):
-        if not self.statuses:
-            raise _error("ValidationException", f'Could not find endpoint "{EndpointName}".',
-                         "DescribeEndpoint")
-        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        answer = {"EndpointName": EndpointName, "EndpointStatus": status,
-                  "EndpointArn": f"arn:aws:sagemaker:eu-west-1:1:endpoint/{EndpointName}",
-                  "EndpointConfigName": EndpointName}
-        if status == "Failed" and self.reason:
-            answer["FailureReason"] = self.reason
-        return answer
+        self.missing = not self.statuses
+        answer = super().describe_endpoint(EndpointName)
+        return {**answer, "EndpointConfigName": EndpointName,
+                "EndpointArn": f"arn:aws:sagemaker:eu-west-1:1:endpoint/{EndpointName}"}
 
     def list_tags(self, ResourceArn):
         if self.deny_tags:
-            raise _error("AccessDeniedException", "not allowed", "ListTags")
+            raise client_error("AccessDeniedException", 400, "not allowed", "ListTags")
         return {"Tags": self.tags}
 
     def delete_endpoint(self, EndpointName):
         status = self.statuses[0]
         if status in self.refuse_delete_while:
-            raise _error("ValidationException",
-                         f'Cannot update in-progress endpoint "{EndpointName}".',
-                         "DeleteEndpoint")
+            raise client_error("ValidationException", 400,
+                               f'Cannot update in-progress endpoint "{EndpointName}".',
+                               "DeleteEndpoint")
         self.deleted.append(EndpointName)
         self.statuses = ["Deleting"]
 
@@ -130,12 +122,8 @@ def test_deleting_gives_up_after_the_wait_and_says_it_may_bill():
 
 def test_the_stand_in_refuses_to_delete_a_creating_endpoint_as_sagemaker_does(local_stack):
     sm = local_stack.client("sagemaker")
-    plane = local_stack.control_plane
-    delay, plane.endpoint_delay_s = plane.endpoint_delay_s, 5 * local_stack.time_scale
-    try:
+    with slow_endpoints(local_stack, 5):
         run = deploy_run(sm, local_stack.role_arn, new_tags("refuse-test-tgi"), wait=False)
-    finally:
-        plane.endpoint_delay_s = delay
     with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):
         sm.delete_endpoint(EndpointName=run.name)
     done = common.delete_endpoint_resources(run.name, sagemaker_client=sm, out=io.StringIO(),

@@ -30,8 +30,7 @@ from typing import Any
 
 import nbformat
 from kernel_env import environment, studio_kernel
-from notebook_capture import record_executed
-from test_notebook_runs import _execute, _stdout
+from notebook_capture import cell_stdout, code_cell, execute_notebook, record_executed, request_body
 
 from common.cleanup import find_leftovers
 from common.local.stack import HEADLESS_NOTEBOOK_ENV
@@ -40,12 +39,6 @@ from common.notebooks.generator import recipe_paths
 ROOT = Path(__file__).resolve().parents[1]
 SIDE_BY_SIDE = [recipe_paths("tgi", "7b", root=ROOT), recipe_paths("lmi", "7b", root=ROOT)]
 """The (deploy, inference) pairs the side-by-side test runs (nbval's runs are deselected)."""
-
-
-def _cell(notebook: nbformat.NotebookNode, startswith: str) -> nbformat.NotebookNode:
-    (cell,) = [c for c in notebook.cells
-               if c.cell_type == "code" and c.source.startswith(startswith)]
-    return cell
 
 
 def _errors(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
@@ -57,25 +50,22 @@ def test_two_recipes_side_by_side_each_inference_streams_from_its_own(local_stac
     (tgi_deploy, tgi_inference), (lmi_deploy, lmi_inference) = SIDE_BY_SIDE
     deployed = {}
     for path in (tgi_deploy, lmi_deploy):  # both endpoints up at once
-        notebook = _execute(path, fresh=True)  # the first in a new Studio space's kernel
+        notebook = execute_notebook(path, fresh=True)  # the first in a new Studio space's kernel
         record_executed(path, notebook)
-        deployed[path] = _stdout(_cell(notebook, "RUN_ID = ")).strip()
+        deployed[path] = cell_stdout(code_cell(notebook, "RUN_ID = ")).strip()
     tgi_endpoint, lmi_endpoint = deployed[tgi_deploy], deployed[lmi_deploy]
     assert tgi_endpoint.startswith("llama-2-7b-chat-tgi-")
     assert lmi_endpoint.startswith("llama-2-7b-chat-lmi-")
-    for path, own, other in ((tgi_inference, tgi_endpoint, lmi_endpoint),
-                             (lmi_inference, lmi_endpoint, tgi_endpoint)):
-        notebook = _execute(path, fresh=True)
+    for path, own in ((tgi_inference, tgi_endpoint), (lmi_inference, lmi_endpoint)):
+        notebook = execute_notebook(path, fresh=True)
         record_executed(path, notebook)
-        restored = _stdout(_cell(notebook, "recipe_llama_2_7b_chat_"))
+        restored = cell_stdout(code_cell(notebook, "recipe_llama_2_7b_chat_"))
         assert restored.startswith(f"Endpoint {own} (run "), restored
-        sent = [r for r in local_stack.requests() if r["endpoint"] in (own, other)]
-        mine = [r for r in sent if r["endpoint"] == own]
+        mine = [r for r in local_stack.requests() if r["endpoint"] == own]
         assert len(mine) >= 5, "streams, the blocking call, the Messages API and the chat"
     # Each endpoint got its own notebook's requests: TGI's carry return_full_text, LMI's not.
     for endpoint, container in ((tgi_endpoint, "tgi"), (lmi_endpoint, "lmi")):
-        bodies = [json.loads(r["body"]) if isinstance(r["body"], (str, bytes)) else r["body"]
-                  for r in local_stack.requests() if r["endpoint"] == endpoint]
+        bodies = [request_body(r) for r in local_stack.requests() if r["endpoint"] == endpoint]
         generate = [b for b in bodies if "inputs" in b]
         assert generate and all(("return_full_text" in b["parameters"]) == (container == "tgi")
                                 for b in generate), container
@@ -110,20 +100,20 @@ def test_a_failed_deploy_says_how_to_clean_up_and_its_clean_up_leaves_nothing(lo
             client.execute_cell(early, len(notebook.cells) - 1)
             for index, cell in code[3:-1]:
                 client.execute_cell(cell, index)
-            run_id = "-".join(_stdout(_cell(notebook, "RUN_ID = ")).strip().split("-")[-2:])
+            run_id = "-".join(cell_stdout(code_cell(notebook, "RUN_ID = ")).strip().split("-")[-2:])
             left = find_leftovers(run=run_id)  # what the failed run left, before clean-up
             client.execute_cell(clean_up, clean_up_index)
     finally:
         local_stack.clear_faults()
 
-    printed = _stdout(early)
+    printed = cell_stdout(early)
     assert not [o for o in early.outputs if o.get("output_type") == "error"], early.outputs
     assert ("Nothing to delete" in printed
             or re.fullmatch(r"((\S+ )+\S+: already (gone|being deleted)[^\n]*\n)+", printed)), \
         printed
     notebook.cells.pop()
 
-    wait = _cell(notebook, "description = common.wait_for_endpoint(")
+    wait = code_cell(notebook, "description = common.wait_for_endpoint(")
     (error,) = [out for out in wait.outputs if out["output_type"] == "error"]
     assert error["ename"] == "EndpointFailedError"
     message = error["evalue"]
@@ -141,7 +131,7 @@ def test_a_failed_deploy_says_how_to_clean_up_and_its_clean_up_leaves_nothing(lo
         ("endpoint", name), ("endpoint config", name), ("model", name),
         ("S3 run files", name)}
     assert {item.state for item in left.leftovers if item.kind == "endpoint"} == {"Failed"}
-    printed = _stdout(clean_up)
+    printed = cell_stdout(clean_up)
     for line in (f"endpoint {name}: deleted", f"endpoint config {name}: deleted",
                  f"model {name}: deleted"):
         assert line in printed
@@ -178,18 +168,18 @@ def test_the_hub_path_deploys_without_a_copy_and_streams(local_stack):
             return 0
 
     before = weight_objects()
-    ran = _execute(path)
+    ran = execute_notebook(path)
     assert not _errors(ran)
     assert weight_objects() == before, "the hub path copied weights"
-    copy = _stdout(_cell(ran, "s3_client = boto_session.client"))
+    copy = cell_stdout(code_cell(ran, "s3_client = boto_session.client"))
     assert copy.strip() == ("No copy: the container downloads meta-llama/Llama-2-70b-chat-hf "
                             "from the Hub when it starts.")
-    serving = _stdout(_cell(ran, "serving_properties = "))
+    serving = cell_stdout(code_cell(ran, "serving_properties = "))
     assert "option.model_id=meta-llama/Llama-2-70b-chat-hf\n" in serving
-    preflight = json.dumps(_cell(ran, "preflight_report = ").outputs)
+    preflight = json.dumps(code_cell(ran, "preflight_report = ").outputs)
     assert "no local copy: LMI (HF_MODEL_ID) downloads the weights inside the endpoint" in (
         preflight)
-    name = _stdout(_cell(ran, "RUN_ID = ")).strip()
+    name = cell_stdout(code_cell(ran, "RUN_ID = ")).strip()
     sm = local_stack.client("sagemaker")
     environment = sm.describe_model(ModelName=name)["PrimaryContainer"]["Environment"]
     assert environment.get("HF_TOKEN") == local_stack.env["HF_TOKEN"]

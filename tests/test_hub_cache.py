@@ -57,6 +57,15 @@ def hub(tmp_path, user_cache):
     server.stop()
 
 
+@pytest.fixture
+def no_hub():
+    """No hub snapshot behind ``served_model`` for the test; the previous one put back after,
+    whatever the test's outcome."""
+    previous = served_model.use_hub(None)
+    yield
+    served_model.use_hub(previous)
+
+
 def test_a_hub_cache_is_found_from_hf_home_or_the_hub_folder(user_cache, tmp_path):
     assert hub_cache_folder(user_cache) == user_cache.resolve()
     assert hub_cache_folder(user_cache.parent) == user_cache.resolve()  # an HF_HOME
@@ -125,8 +134,7 @@ def test_the_last_user_message_is_read_in_the_catalogue_layouts(repo):
     assert served_model.last_user_text(prompt[:-3], repo) is None  # not that layout
 
 
-def test_an_lmi_endpoint_reads_the_template_from_the_files_copied_to_s3():
-    previous = served_model.use_hub(None)
+def test_an_lmi_endpoint_reads_the_template_from_the_files_copied_to_s3(no_hub):
     objects = {("b", "ft/code/model.tar.gz"): serving_properties_tarball("option.model_id=s3://b/ft/model/\n")}
     for name, data in repository_files(fine_tune_documents(), weights=False).items():
         objects[("b", f"ft/model/{name}")] = data
@@ -147,7 +155,6 @@ def test_an_lmi_endpoint_reads_the_template_from_the_files_copied_to_s3():
     assert served_model.served_model_id("s3://b/ft2/code/model.tar.gz",
                                         lambda b, k: objects.get((b, k))) == "s3://b/ft2/model/"
     assert served_model.lookup("s3://b/ft2/model/").end_token == "<|im_end|>"
-    served_model.use_hub(previous)
 
 
 def test_the_flag_is_in_the_help():

@@ -11,7 +11,6 @@ no token leaked into any output.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -21,12 +20,17 @@ from typing import Any
 import nbformat
 import pytest
 from botocore.exceptions import ClientError
-from kernel_env import environment, studio_kernel
-from notebook_capture import executed_notebook
+from notebook_capture import (
+    cell_stdout,
+    code_cell,
+    execute_notebook,
+    executed_notebook,
+    request_body,
+)
+from recipe_notebooks import recipe_id
 from secret_patterns import find_secrets
 
 from common.local.backends import GenerationRequest
-from common.local.stack import HEADLESS_NOTEBOOK_ENV
 from common.notebooks.generator import RECIPES, recipe_paths
 from common.prompts import parse_llama2_prompt
 
@@ -50,25 +54,6 @@ class PairRun:
     stack: Any
 
 
-def _execute(path: Path, *, allow_errors: bool = False,
-             fresh: bool = False) -> nbformat.NotebookNode:
-    """Run a notebook with nbclient, headless, in a Studio-like kernel without ``common``
-    (``fresh``: the SDK v2 and ipykernel only; see ``tests/kernel_env.py``)."""
-    from nbclient import NotebookClient
-
-    notebook = nbformat.read(path, as_version=4)
-    with environment(HEADLESS_NOTEBOOK_ENV):
-        NotebookClient(notebook, timeout=600, kernel_name=studio_kernel(fresh=fresh),
-                       allow_errors=allow_errors,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    return notebook
-
-
-def _stdout(cell: nbformat.NotebookNode) -> str:
-    return "".join(out.get("text", "") for out in cell.get("outputs", [])
-                   if out.get("output_type") == "stream" and out.get("name") == "stdout")
-
-
 def long_output_lines(notebook: nbformat.NotebookNode, limit: int = 200) -> list[str]:
     """Every line of a code cell's output longer than ``limit`` characters: stream text and
     the plain-text form of results and displays (what a terminal, the demo or a saved
@@ -89,17 +74,6 @@ def _all_text(notebook: nbformat.NotebookNode) -> str:
     return nbformat.writes(notebook)
 
 
-def _code_cell(notebook: nbformat.NotebookNode, startswith: str) -> nbformat.NotebookNode:
-    (cell,) = [c for c in notebook.cells
-               if c.cell_type == "code" and c.source.startswith(startswith)]
-    return cell
-
-
-def _request_body(record: dict[str, Any]) -> dict[str, Any]:
-    body = record["body"]
-    return json.loads(body) if isinstance(body, (bytes, str)) else body
-
-
 def _is_streaming(record: dict[str, Any]) -> bool:
     return record["operation"] == "InvokeEndpointWithResponseStream"
 
@@ -107,7 +81,7 @@ def _is_streaming(record: dict[str, Any]) -> bool:
 _RUN_CACHE: dict[tuple[str, str], PairRun] = {}
 
 
-@pytest.fixture(params=RECIPES, ids=lambda r: f"{r[1]}-{r[0]}")
+@pytest.fixture(params=RECIPES, ids=lambda r: recipe_id(*r))  # conftest.py reads the id
 def pair(request, local_stack) -> PairRun:
     """The recipe pair, executed (by nbval earlier in the session, or here)."""
     container, size = request.param
@@ -115,8 +89,8 @@ def pair(request, local_stack) -> PairRun:
         deploy_path, inference_path = recipe_paths(container, size, root=ROOT)
         deploy, inference = executed_notebook(deploy_path), executed_notebook(inference_path)
         if deploy is None or inference is None:
-            deploy, inference = _execute(deploy_path), _execute(inference_path)
-        endpoint_name = _stdout(_code_cell(deploy, "RUN_ID = ")).strip()
+            deploy, inference = execute_notebook(deploy_path), execute_notebook(inference_path)
+        endpoint_name = cell_stdout(code_cell(deploy, "RUN_ID = ")).strip()
         requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint_name]
         _RUN_CACHE[request.param] = PairRun(container, deploy, inference, endpoint_name,
                                             requests, local_stack)
@@ -124,7 +98,7 @@ def pair(request, local_stack) -> PairRun:
 
 
 def _invocations(run: PairRun, *, streaming: bool) -> list[dict[str, Any]]:
-    return [_request_body(r) for r in run.requests if _is_streaming(r) == streaming]
+    return [request_body(r) for r in run.requests if _is_streaming(r) == streaming]
 
 
 # --------------------------------------------------------------------------- requests
@@ -170,7 +144,7 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
     replies = [pair.stack.backend.answer_for(GenerationRequest(
         prompt=body.get("inputs"), messages=body.get("messages")))
         for body in _invocations(pair, streaming=True)[1:1 + len(STREAM_TITLES)]]
-    printed = [_stdout(c) for c in pair.inference.cells if c.cell_type == "code"
+    printed = [cell_stdout(c) for c in pair.inference.cells if c.cell_type == "code"
                and re.search(r"^\w+ = stream_answer\(", c.source, re.M)]
     assert len(printed) == len(replies) == len(STREAM_TITLES)
     for title, text, reply in zip(STREAM_TITLES, printed, replies, strict=True):
@@ -185,7 +159,7 @@ def test_the_printed_answer_is_the_replayed_text_with_its_metrics(pair):
 
 def test_the_raw_stream_shows_a_split_line_and_the_hand_loop_agrees_with_the_helper(pair):
     raw_body = _invocations(pair, streaming=True)[0]
-    shown = _stdout(_code_cell(pair.inference, "short_payload = "))
+    shown = cell_stdout(code_cell(pair.inference, "short_payload = "))
     lines = shown.splitlines()
     assert re.fullmatch(r"\d+ events; the first four:", lines[0])
     assert re.fullmatch(r"part 1, \d+ bytes, ends INSIDE a line:", lines[1]), shown
@@ -194,7 +168,7 @@ def test_the_raw_stream_shows_a_split_line_and_the_hand_loop_agrees_with_the_hel
     assert b"\n" not in head and (head + tail).count(b"\n") >= 1
     if pair.container == "tgi":
         assert head.startswith(b'data: {"index":1,')
-    checked = _stdout(_code_cell(pair.inference, "by_hand = "))
+    checked = cell_stdout(code_cell(pair.inference, "by_hand = "))
     count, _, text = checked.partition("\n")
     match = re.fullmatch(r"(\d+) tokens; the same (\d+) characters both ways:", count)
     assert match, checked
@@ -216,22 +190,22 @@ def test_the_chat_sent_its_scripted_question_with_the_system_prompt(pair):
     assert [t["role"] for t in turns] == ["system", "user"]
     assert turns[1]["content"].startswith("Suggest three subject lines")
     assert chat_body["parameters"]["max_new_tokens"] > 0
-    printed = _stdout(_code_cell(pair.inference, "def open_stream("))
+    printed = cell_stdout(code_cell(pair.inference, "def open_stream("))
     assert re.search(r"^You: Suggest three subject lines", printed, re.M), printed
     assert "Assistant: " in printed and re.search(r"^TTFT \d+ ms", printed, re.M), printed
     assert re.search(r"^Context: \d+ of \d+ prompt tokens", printed, re.M), printed
     if pair.stack.backend_name == "replay":
         reply = pair.stack.backend.answer_for(GenerationRequest(prompt=chat_body["inputs"]))
         assert reply.strip() in printed
-    counting = _stdout(_code_cell(pair.inference, "counter = common.token_counter("))
+    counting = cell_stdout(code_cell(pair.inference, "counter = common.token_counter("))
     assert counting.startswith("Counting tokens with: ")
 
 
 def test_the_blocking_call_and_the_chart_were_shown(pair):
-    printed = _stdout(_code_cell(pair.inference, "started = time.perf_counter()"))
+    printed = cell_stdout(code_cell(pair.inference, "started = time.perf_counter()"))
     assert re.search(r"Without streaming: [\d.]+ s before any text", printed)
     assert re.search(r"With streaming: first text after [\d.]+ s", printed)
-    chart = _code_cell(pair.inference, "figure = common.plot_latency_comparison")
+    chart = code_cell(pair.inference, "figure = common.plot_latency_comparison")
     assert any("image/png" in out.get("data", {}) for out in chart.outputs)
 
 
@@ -243,7 +217,7 @@ def test_the_lmi_weights_went_to_s3(pair):
         pytest.skip("TGI downloads the weights from the hub itself")
     import common
 
-    summary = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).strip()
+    summary = cell_stdout(code_cell(pair.deploy, "s3_client = boto_session.client")).strip()
     size = re.match(r"llama-2-(\d+b)-chat", pair.endpoint_name).group(1)
     repo = common.get_preset(size, "lmi").model_id
     prefix = common.weights_prefix(repo)  # one copy per model and revision, not per run
@@ -258,7 +232,7 @@ def test_the_lmi_weights_went_to_s3(pair):
     assert int(match.group(1)) == len(files) > 0
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= files
     assert "pytorch_model.bin" not in files, "the duplicate PyTorch weights were copied"
-    serving = _stdout(_code_cell(pair.deploy, "serving_properties = "))
+    serving = cell_stdout(code_cell(pair.deploy, "serving_properties = "))
     assert f"option.model_id={match.group(2)}" in serving
 
 
@@ -273,7 +247,7 @@ def test_clean_up_deleted_everything_the_recipe_created(pair):
     if pair.container == "lmi":
         import common
 
-        weights = _stdout(_code_cell(pair.deploy, "s3_client = boto_session.client")).split()[-1]
+        weights = cell_stdout(code_cell(pair.deploy, "s3_client = boto_session.client")).split()[-1]
         bucket, _, weights_prefix = weights.removeprefix("s3://").partition("/")
         s3 = pair.stack.client("s3")
         run = s3.list_objects_v2(Bucket=bucket, Prefix=common.run_prefix(pair.endpoint_name))

@@ -17,9 +17,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
+from recipe_notebooks import recipe_of
 
 from common.notebooks import generator
 from common.notebooks.__main__ import main as notebooks_main
+from common.recipe_state import state_key
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [generator.recipe_paths(c, s, root=ROOT) for c, s in generator.RECIPES]
@@ -226,7 +228,7 @@ def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
         "LEAST_OUTSTANDING_REQUESTS")
     (variant,) = _calls(tree, "ProductionVariant")
     assert "container_startup_health_check_timeout_in_seconds" in _keywords(variant)
-    key = _state_key(path)
+    key = state_key(recipe_of(path).slug)
     stored = [s for s in sources if f"\n%store {key}" in s]
     assert len(stored) == 2, "stored before anything is created, and again after the wait"
     first = _dict_literals(path)[key]
@@ -241,18 +243,16 @@ def test_deploy_notebook_creates_the_three_resources_and_hands_over(path):
         (call,) = _calls(tree, create)
         assert ast.unparse(_keywords(call)["tags"]) == "tags.sdk()", f"{create} is not tagged"
     (tags,) = _calls(tree, "common.recipe_tags")
-    assert ast.literal_eval(tags.args[0]) == _slug(path)
+    assert ast.literal_eval(tags.args[0]) == recipe_of(path).slug
 
 
-def _slug(path: Path) -> str:
-    """The recipe's slug, e.g. llama-2-7b-chat-tgi, from its notebook's folder and name."""
-    size = re.search(r"llama-2-(\d+b)-chat", path.name).group(1)
-    container = "lmi" if "-lmi" in path.name else "tgi"
-    return f"llama-2-{size}-chat-{container}"
-
-
-def _state_key(path: Path) -> str:
-    return "recipe_" + _slug(path).replace("-", "_")
+def test_the_recipes_are_known_by_their_size_and_container():
+    # The slugs (and so the %store keys and tags) the notebook tests expect via recipe_of.
+    assert [recipe_of(path).slug for path in DEPLOY] == [
+        "llama-2-7b-chat-tgi", "llama-2-13b-chat-tgi", "llama-2-70b-chat-tgi",
+        "llama-2-7b-chat-lmi", "llama-2-13b-chat-lmi", "llama-2-70b-chat-lmi"]
+    assert [state_key(f"{recipe_of(path).slug}-scale") for path in SCALE][::5] == [
+        "recipe_llama_2_7b_chat_tgi_scale", "recipe_llama_2_70b_chat_lmi_scale"]
 
 
 NOTEBOOKS_AND_SCALE = NOTEBOOKS + SCALE
@@ -272,7 +272,7 @@ def test_every_notebook_installs_then_imports_in_the_same_kernel(path):
 @pytest.mark.parametrize("path", DEPLOY, ids=_id)
 def test_the_deploy_notebook_ends_with_a_clean_up_that_spares_a_healthy_endpoint(path):
     source = _code_cells(path)[-1]
-    key = _state_key(path)
+    key = state_key(recipe_of(path).slug)
     assert source.startswith(f"{key} = None") and f"\n%store -r {key}\n" in source
     (delete,) = _calls(_python(source), "common.delete_endpoint_resources")
     keywords = _keywords(delete)
@@ -283,19 +283,21 @@ def test_the_deploy_notebook_ends_with_a_clean_up_that_spares_a_healthy_endpoint
 
 @pytest.mark.parametrize("path", INFERENCE, ids=_id)
 def test_inference_restores_its_own_recipe_and_checks_the_endpoint(path):
-    key = _state_key(path)
+    recipe = recipe_of(path)
+    key = state_key(recipe.slug)
     (source,) = [s for s in _code_cells(path) if "common.check_recipe_endpoint" in s]
     assert source.startswith(f"{key} = None") and f"\n%store -r {key}\n" in source
     (check,) = _calls(_python(source), "common.check_recipe_endpoint")
     keywords = {k: ast.literal_eval(v) for k, v in _keywords(check).items()}
-    assert keywords["recipe"] == _slug(path)
-    assert keywords["container"] == ("lmi" if "-lmi-" in path.name else "tgi")
+    assert keywords["recipe"] == recipe.slug
+    assert keywords["container"] == recipe.container
     assert keywords["model_id"].startswith("meta-llama/Llama-2-")
     assert keywords["deploy_notebook"].startswith("1-deploy-")
     assert "%store -r endpoint_name" not in "\n".join(_code_cells(path)), "a shared key"
 
 
-@pytest.mark.parametrize("path", [p for p in DEPLOY if "-lmi" in p.name], ids=_id)
+@pytest.mark.parametrize("path", [p for p in DEPLOY if recipe_of(p).container == "lmi"],
+                         ids=_id)
 def test_lmi_deploy_copies_the_weights_to_s3_with_serving_properties(path):
     tree = _python("\n".join(_code_cells(path)))
     assert not _calls(tree, "snapshot_download"), "the whole snapshot would fill the disk"
@@ -309,7 +311,8 @@ def test_lmi_deploy_copies_the_weights_to_s3_with_serving_properties(path):
     assert 'image_uris.retrieve("djl-lmi"' in "\n".join(_code_cells(path))
 
 
-@pytest.mark.parametrize("path", [p for p in DEPLOY if "-tgi" in p.name], ids=_id)
+@pytest.mark.parametrize("path", [p for p in DEPLOY if recipe_of(p).container == "tgi"],
+                         ids=_id)
 def test_tgi_deploy_passes_the_token_only_through_the_environment(path):
     tree = _python("\n".join(_code_cells(path)))
     (environment,) = _calls(tree, "preset.tgi_environment")
@@ -334,7 +337,7 @@ def test_inference_payloads_stream_and_cap_the_answer(path):
 
 @pytest.mark.parametrize("path", INFERENCE, ids=_id)
 def test_inference_streams_with_boto3_and_the_common_helpers(path):
-    container = "lmi" if "-lmi-" in path.name else "tgi"
+    container = recipe_of(path).container
     tree = _python("\n".join(_code_cells(path)))
     stream_calls = _calls(tree, "runtime.invoke_endpoint_with_response_stream")
     assert len(stream_calls) == 3, "the raw stream, stream_answer and the chat's open_stream"
@@ -374,7 +377,8 @@ def test_clean_up_is_guarded_by_a_flag_that_defaults_to_false(path):
     (delete,) = _calls(tree, "common.delete_endpoint_resources")
     keywords = set(_keywords(delete))
     assert {"endpoint_config_name", "model_name"} <= keywords
-    assert ("s3_uri" in keywords) == ("-lmi-" in path.name), "LMI also deletes its S3 prefix"
+    assert ("s3_uri" in keywords) == (recipe_of(path).container == "lmi"), (
+        "LMI also deletes its S3 prefix")
 
 
 @pytest.mark.parametrize("path", INFERENCE, ids=_id)
@@ -416,9 +420,8 @@ def test_every_generation_setting_is_explained_before_the_cell_that_sets_it(path
 
 @pytest.mark.parametrize("path", DEPLOY + SCALE, ids=_id)
 def test_every_container_setting_is_explained_with_the_presets_value(path):
-    container = "lmi" if "-lmi" in path.name else "tgi"
-    size = re.search(r"llama-2-(\d+b)-", path.name).group(1)
-    preset = generator.recipe_for(container, size).preset
+    recipe = recipe_of(path)
+    container, preset = recipe.container, recipe.preset
     cells = _read(path).cells
     marker = ("common.render_serving_properties(" if container == "lmi"
               else "preset.tgi_environment(")
@@ -441,9 +444,7 @@ def test_every_container_setting_is_explained_with_the_presets_value(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS + SCALE, ids=_id)
 def test_the_first_cell_says_how_long_and_what_it_costs_on_aws(path):
-    container = "lmi" if "-lmi" in path.name else "tgi"
-    size = re.search(r"llama-2-(\d+b)-", path.name).group(1)
-    price = generator.recipe_for(container, size).preset.instance.approx_usd_per_hour
+    price = recipe_of(path).preset.instance.approx_usd_per_hour
     first = _read(path).cells[0].source
     match = re.search(r"\*\*Time and cost on AWS\.\*\* About (\d+) to (\d+) minutes", first)
     assert match and int(match.group(1)) < int(match.group(2))

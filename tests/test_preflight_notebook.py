@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -77,16 +78,28 @@ def _client(saved: dict, service: str):
                         config=Config(proxies={"https": env["HTTPS_PROXY"]}))
 
 
-def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(
-        stand_in, notebook_kernel):
+@dataclass
+class FailedRun:
+    """A notebook run that stopped at one cell: the notebook as it ran, that cell, its error
+    output, and the seconds from the start of the run (kernel start included)."""
+
+    notebook: nbformat.NotebookNode
+    cell: nbformat.NotebookNode
+    error: dict
+    elapsed_s: float
+
+
+def _run_until_preflight_fails(path: Path, saved: dict, kernel_name: str) -> FailedRun:
+    """Run the notebook at ``path`` unmodified in ``kernel_name``, with the variables of the
+    stand-in ``saved``, expecting it to stop with a ``PreflightError`` at its pre-flight cell
+    and there only."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    deploy, _ = recipe_paths("tgi", "7b", root=ROOT)  # ml.g5.2xlarge
-    notebook = nbformat.read(deploy, as_version=4)
-    kernel_env = {**_command_env(), **stand_in["env"], **HEADLESS_NOTEBOOK_ENV}
-    client = NotebookClient(notebook, timeout=600, kernel_name=notebook_kernel,
-                            resources={"metadata": {"path": str(deploy.parent)}})
+    notebook = nbformat.read(path, as_version=4)
+    kernel_env = {**_command_env(), **saved["env"], **HEADLESS_NOTEBOOK_ENV}
+    client = NotebookClient(notebook, timeout=600, kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(path.parent)}})
     started = time.monotonic()
     with pytest.raises(CellExecutionError):
         client.execute(env=kernel_env)
@@ -99,7 +112,15 @@ def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(
     assert cell.source.startswith("preflight_report = common.preflight(")
     (error,) = [out for out in cell.outputs if out["output_type"] == "error"]
     assert error["ename"] == "PreflightError"
-    message = error["evalue"]
+    return FailedRun(notebook, cell, error, elapsed)
+
+
+def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(
+        stand_in, notebook_kernel):
+    deploy, _ = recipe_paths("tgi", "7b", root=ROOT)  # ml.g5.2xlarge
+    run = _run_until_preflight_fails(deploy, stand_in, notebook_kernel)
+    notebook, cell = run.notebook, run.cell
+    message = run.error["evalue"]
     assert message.startswith("Pre-flight found 1 problem; nothing was created.")
     assert "1. Instance quota: 'ml.g5.2xlarge for endpoint usage' is 0 in us-east-1" in message
     assert "request_service_quota_increase(ServiceCode='sagemaker', QuotaCode='L-" in message
@@ -122,34 +143,20 @@ def test_a_deploy_notebook_stops_at_its_preflight_cell_having_created_nothing(
     took = (datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
             - datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00")))
     print(f"\npre-flight cell: {took.total_seconds():.2f} s; whole run up to it "
-          f"(kernel start and %pip included): {elapsed:.1f} s")
+          f"(kernel start and %pip included): {run.elapsed_s:.1f} s")
 
 
-def test_a_scale_notebook_checks_the_quota_for_its_maximum(tmp_path_factory):
+def test_a_scale_notebook_checks_the_quota_for_its_maximum(tmp_path_factory, notebook_kernel):
     # Issue 18: a quota of 2 lets the endpoint start (one instance) but not reach its maximum
     # of 4 under load; the pre-flight says so before anything is created.
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
     from common.notebooks.generator import scale_path
 
     path = scale_path("tgi", "7b", root=ROOT)  # ml.g5.2xlarge, max_instances 4
-    notebook = nbformat.read(path, as_version=4)
     with _stand_in(tmp_path_factory, "ml.g5.2xlarge=2") as saved:
-        kernel_env = {**_command_env(), **saved["env"], **HEADLESS_NOTEBOOK_ENV}
-        client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
-        with pytest.raises(CellExecutionError):
-            client.execute(env=kernel_env)
-        failed = [cell for cell in notebook.cells if cell.cell_type == "code" and any(
-            out.get("output_type") == "error" for out in cell.get("outputs", []))]
-        assert len(failed) == 1 and failed[0].source.startswith(
-            "preflight_report = common.preflight(")
-        (error,) = [o for o in failed[0].outputs if o["output_type"] == "error"]
-        assert error["ename"] == "PreflightError"
+        message = _run_until_preflight_fails(path, saved, notebook_kernel).error["evalue"]
         assert ("1. Instance quota: 'ml.g5.2xlarge for endpoint usage' is 2 in us-east-1; "
-                "endpoints already hold 0, this one needs up to 4") in error["evalue"]
-        assert "DesiredValue=4" in error["evalue"]
+                "endpoints already hold 0, this one needs up to 4") in message
+        assert "DesiredValue=4" in message
         sagemaker = _client(saved, "sagemaker")
         assert sagemaker.list_endpoints()["Endpoints"] == []
         assert sagemaker.list_models()["Models"] == []

@@ -10,7 +10,6 @@ is left (component, endpoint, config, model, scalable target, policies, alarm).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,15 @@ import boto3
 import nbformat
 import pytest
 from botocore.exceptions import ClientError
-from notebook_capture import executed_notebook
-from test_notebook_runs import _code_cell, _execute, _stdout, long_output_lines
+from notebook_capture import (
+    cell_stdout,
+    code_cell,
+    execute_notebook,
+    executed_notebook,
+    request_body,
+)
+from recipe_notebooks import recipe_id
+from test_notebook_runs import long_output_lines
 
 from common.local.backends import GenerationRequest
 from common.notebooks.generator import RECIPES, scale_path
@@ -46,15 +52,15 @@ class ScaleRun:
 _RUNS: dict[tuple[str, str], ScaleRun] = {}
 
 
-@pytest.fixture(params=RECIPES, ids=lambda r: f"{r[1]}-{r[0]}")
+@pytest.fixture(params=RECIPES, ids=lambda r: recipe_id(*r))  # conftest.py reads the id
 def scale_run(request, local_stack) -> ScaleRun:
     """The scale notebook of one recipe, executed (by nbval earlier in the session, or here)."""
     container, size = request.param
     if request.param not in _RUNS:
         path = scale_path(container, size, root=ROOT)
-        notebook = executed_notebook(path) or _execute(path)
-        endpoint_name, component = _stdout(
-            _code_cell(notebook, "RUN_ID = ")).split()
+        notebook = executed_notebook(path) or execute_notebook(path)
+        endpoint_name, component = cell_stdout(
+            code_cell(notebook, "RUN_ID = ")).split()
         requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint_name]
         events = [e for e in local_stack.scaling_events()
                   if e.get("resource") in {component, endpoint_name,
@@ -81,25 +87,25 @@ def test_copies_rose_above_one_under_load_and_reached_zero_when_idle(scale_run):
     peak = copies.index(max(copies))
     assert max(copies) >= 2, f"copies never rose above one: {copies}"
     assert 0 in copies[peak:], f"copies never reached zero after the peak: {copies}"
-    printed = _stdout(_code_cell(scale_run.notebook, "scale_in = common.watch_scaling("))
+    printed = cell_stdout(code_cell(scale_run.notebook, "scale_in = common.watch_scaling("))
     assert re.search(r"^done after \d\d:\d\d: t\+\d\d:\d\d  copies 0 ", printed, re.M), printed
-    activities = _stdout(_code_cell(scale_run.notebook, "pages = "))
+    activities = cell_stdout(code_cell(scale_run.notebook, "pages = "))
     assert "Setting desired copy count to 0." in activities
 
 
 def test_the_request_after_zero_waited_and_streamed_its_full_answer(scale_run):
-    cell = _code_cell(scale_run.notebook, "started = time.perf_counter()\ntokens = common."
+    cell = code_cell(scale_run.notebook, "started = time.perf_counter()\ntokens = common."
                                           "invoke_stream(\n    runtime, endpoint_name, payload,"
                                           f' container="{scale_run.container}",\n    '
                                           "inference_component=inference_component_name, "
                                           "wait_for_capacity=")
-    printed = _stdout(cell)
+    printed = cell_stdout(cell)
     assert "No capacity:" in printed and "a copy is serving after" in printed
     rejected = [r for r in scale_run.requests if r["status"] == 400]
     assert rejected and all(r["outcome"] == "rejected" for r in rejected)
     last = scale_run.requests[-1]
     assert last["status"] == 200 and last["outcome"].startswith("completed")
-    body = last["body"] if isinstance(last["body"], dict) else json.loads(last["body"])
+    body = request_body(last)
     reply = scale_run.stack.backend.answer_for(GenerationRequest(prompt=body["inputs"]))
     head, _, rest = printed.split("streaming the answer.\n", 1)[1].partition("\n")
     assert head == "The first request after zero"
@@ -109,16 +115,16 @@ def test_the_request_after_zero_waited_and_streamed_its_full_answer(scale_run):
 
 
 def test_the_sweep_chose_a_target_and_priced_it(scale_run):
-    reason = _stdout(_code_cell(scale_run.notebook, "TTFT_LIMIT_S = None"))
+    reason = cell_stdout(code_cell(scale_run.notebook, "TTFT_LIMIT_S = None"))
     assert re.match(r"Target \d+ concurrent streams per copy: the highest level", reason)
-    cost = _stdout(_code_cell(scale_run.notebook, "at_target = "))
+    cost = cell_stdout(code_cell(scale_run.notebook, "at_target = "))
     assert re.search(r"Idle for a day: \$[\d,.]+ with 1 instance kept running, \$0\.00 with "
                      r"scale-to-zero", cost)
     assert re.search(r"\$[\d.]+ per 1M output tokens", cost)
 
 
 def test_after_clean_up_nothing_is_left(scale_run):
-    printed = _stdout(scale_run.notebook.cells[-1])
+    printed = cell_stdout(scale_run.notebook.cells[-1])
     for line in ("alarm", "scaling policy", "scalable target", "inference component",
                  "endpoint", "endpoint config", "model"):
         assert re.search(rf"^{line} \S+: (deleted|deregistered)$", printed, re.M), line

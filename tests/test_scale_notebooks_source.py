@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import ast
 import itertools
-import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
+from recipe_notebooks import recipe_of
 
 from common.notebooks import generator
+from common.recipe_state import state_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = [generator.scale_path(c, s, root=ROOT) for c, s in generator.RECIPES]
@@ -116,9 +117,8 @@ def test_the_clean_up_is_guarded_and_names_everything(path):
 
 
 def _state_key(path: Path) -> str:
-    size = re.search(r"llama-2-(\d+b)-chat", path.name).group(1)
-    container = "lmi" if "-lmi" in path.name else "tgi"
-    return f"recipe_llama_2_{size}_chat_{container}_scale"
+    """The scale notebook's own ``%store`` key (a recipe of its own: ``<slug>-scale``)."""
+    return state_key(f"{recipe_of(path).slug}-scale")
 
 
 @pytest.mark.parametrize("path", SCALE, ids=lambda p: p.name)

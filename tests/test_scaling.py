@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from test_endpoints import FakeClock, FakeRuntime, _sse
-from test_endpoints import _error as endpoint_error
+from test_endpoints import client_error as endpoint_error
 
 from common.endpoints import invoke, invoke_stream
 from common.errors import (

@@ -8,7 +8,6 @@ run with nbclient: deploy, then inference. Containers alternate between families
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from chat_reference import apply_chat_template
 from model_fixtures import CHATML_TEMPLATE, FINE_TUNE_ID, write_user_cache
-from test_notebook_runs import _execute  # the recipes' own headless runner
+from notebook_capture import execute_notebook, request_body  # the recipes' own runner
 
 from common.variants import VARIANTS
 
@@ -57,8 +56,8 @@ def _run_pair(local_stack, repo: str, container: str, out: Path):
                           env={**os.environ, **local_stack.env}, check=False)
     assert done.returncode == 0, done.stderr
     deploy_path, inference_path = sorted(out.glob("*.ipynb"))
-    deploy = _execute(deploy_path)
-    inference = _execute(inference_path)
+    deploy = execute_notebook(deploy_path)
+    inference = execute_notebook(inference_path)
 
     # The deploy notebook printed the chosen instance and limits, with the KV arithmetic.
     settings = next(c for c in deploy.cells if c.cell_type == "code"
@@ -69,8 +68,7 @@ def _run_pair(local_stack, repo: str, container: str, out: Path):
                             and c.source.startswith("RUN_ID = "))).strip()
     requests = [r for r in local_stack.requests() if r["endpoint"] == endpoint
                 and r["operation"] == "InvokeEndpointWithResponseStream"]
-    bodies = [json.loads(r["body"]) if isinstance(r["body"], (str, bytes)) else r["body"]
-              for r in requests]
+    bodies = [request_body(r) for r in requests]
     return deploy, inference, requests, bodies
 
 
